@@ -1,0 +1,1 @@
+"""Shipped VTA hardware configurations (installed as the ``vtatune._hw`` package)."""

@@ -1,0 +1,354 @@
+"""VTA instruction set: bit-exact encoder/decoder for the HW_VER 0.0.2 layout.
+
+An instruction is 128 bits stored as 16 little-endian bytes.  Fields are packed LSB-first
+in declaration order exactly like GCC packs ``uint64_t`` bit-fields: a field never
+straddles bit 64 (it moves to bit 64 and leaves the rest of the low word zero).  A micro-op
+is one 32-bit little-endian word.  Widths that depend on the configuration (uop and SRAM
+index fields) come from :class:`~vtatune.hardware.config.HwConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields as dc_fields
+from enum import IntEnum
+from functools import lru_cache
+from typing import TYPE_CHECKING, ClassVar, Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigurationError, DecodeError, FieldOverflowError
+from . import config as C
+
+if TYPE_CHECKING:
+    from .config import HwConfig
+
+INSN_BYTES = C.INS_WIDTH // 8
+UOP_BYTES = C.UOP_WIDTH // 8
+
+
+class Opcode(IntEnum):
+    LOAD = 0
+    STORE = 1
+    GEMM = 2
+    FINISH = 3
+    ALU = 4
+
+
+class MemType(IntEnum):
+    UOP = 0
+    WGT = 1
+    INP = 2
+    ACC = 3
+    OUT = 4
+    ACC_8BIT = 5
+
+
+class AluOp(IntEnum):
+    MIN = 0
+    MAX = 1
+    ADD = 2
+    SHR = 3
+    MUL = 4
+
+
+# ----------------------------------------------------------------------------- layouts
+@dataclass(frozen=True)
+class BitField:
+    name: str
+    lo: int
+    width: int
+    signed: bool = False
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    kind: str
+    fields: tuple[BitField, ...]
+
+    def field(self, name: str) -> BitField:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def pack_fields(kind: str, spec: Sequence[tuple[str, int] | tuple[str, int, bool]],
+                total: int = C.INS_WIDTH) -> Layout:
+    """Place fields LSB-first; a field that would straddle bit 64 starts at bit 64."""
+    pos = 0
+    out = []
+    for item in spec:
+        name, width = item[0], item[1]
+        signed = bool(item[2]) if len(item) > 2 else False
+        if total > 64 and pos < 64 < pos + width:
+            pos = 64
+        if pos + width > total:
+            raise ConfigurationError(
+                f"{kind}.{name}",
+                f"the {kind} instruction needs {pos + width} bits under the no-straddle "
+                f"packing rule, more than {total}")
+        out.append(BitField(name, pos, width, signed))
+        pos += width
+    return Layout(kind, tuple(out))
+
+
+_DEP_FIELDS = [("opcode", C.OPCODE_BIT_WIDTH), ("pop_prev", 1), ("pop_next", 1),
+               ("push_prev", 1), ("push_next", 1)]
+
+
+@dataclass(frozen=True)
+class Layouts:
+    mem: Layout
+    gemm: Layout
+    alu: Layout
+    uop: Layout
+
+
+@lru_cache(maxsize=None)
+def _layouts(lu: int, la: int, li: int, lw: int) -> Layouts:
+    s = max(la, li)
+    mem = pack_fields("MEM", _DEP_FIELDS + [
+        ("memory_type", C.MEMOP_ID_BIT_WIDTH), ("sram_base", C.MEMOP_SRAM_ADDR_BIT_WIDTH),
+        ("dram_base", C.MEMOP_DRAM_ADDR_BIT_WIDTH), ("y_size", C.MEMOP_SIZE_BIT_WIDTH),
+        ("x_size", C.MEMOP_SIZE_BIT_WIDTH), ("x_stride", C.MEMOP_STRIDE_BIT_WIDTH),
+        ("y_pad_0", C.MEMOP_PAD_BIT_WIDTH), ("y_pad_1", C.MEMOP_PAD_BIT_WIDTH),
+        ("x_pad_0", C.MEMOP_PAD_BIT_WIDTH), ("x_pad_1", C.MEMOP_PAD_BIT_WIDTH)])
+    head = _DEP_FIELDS + [("reset_reg", 1), ("uop_bgn", lu), ("uop_end", lu + 1),
+                          ("iter_out", C.LOOP_ITER_WIDTH), ("iter_in", C.LOOP_ITER_WIDTH)]
+    gemm = pack_fields("GEMM", head + [
+        ("dst_factor_out", la), ("dst_factor_in", la), ("src_factor_out", li),
+        ("src_factor_in", li), ("wgt_factor_out", lw), ("wgt_factor_in", lw)])
+    alu = pack_fields("ALU", head + [
+        ("dst_factor_out", la), ("dst_factor_in", la), ("src_factor_out", la),
+        ("src_factor_in", la), ("alu_opcode", C.ALU_OPCODE_BIT_WIDTH), ("use_imm", 1),
+        ("imm", C.ALUOP_IMM_BIT_WIDTH, True)])
+    uop = pack_fields("UOP", [("dst_idx", la), ("src_idx", s), ("wgt_idx", lw)], total=C.UOP_WIDTH)
+    return Layouts(mem, gemm, alu, uop)
+
+
+def layouts_for(hw: "HwConfig") -> Layouts:
+    """Bit layouts of every instruction kind for ``hw`` (raises if they cannot fit)."""
+    return _layouts(hw.log_uop_buff_depth, hw.log_acc_buff_depth, hw.log_inp_buff_depth,
+                    hw.log_wgt_buff_depth)
+
+
+# ----------------------------------------------------------------------------- instructions
+@dataclass(frozen=True)
+class _Insn:
+    pop_prev: int = 0
+    pop_next: int = 0
+    push_prev: int = 0
+    push_next: int = 0
+
+    LAYOUT: ClassVar[str] = ""
+
+    @property
+    def field_values(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in dc_fields(self)}
+
+
+@dataclass(frozen=True)
+class MemInsn(_Insn):
+    """LOAD (opcode 0) or STORE (opcode 1)."""
+
+    opcode: int = Opcode.LOAD
+    memory_type: int = MemType.INP
+    sram_base: int = 0
+    dram_base: int = 0
+    y_size: int = 0
+    x_size: int = 0
+    x_stride: int = 0
+    y_pad_0: int = 0
+    y_pad_1: int = 0
+    x_pad_0: int = 0
+    x_pad_1: int = 0
+    LAYOUT: ClassVar[str] = "mem"
+
+
+@dataclass(frozen=True)
+class GemmInsn(_Insn):
+    reset_reg: int = 0
+    uop_bgn: int = 0
+    uop_end: int = 0
+    iter_out: int = 0
+    iter_in: int = 0
+    dst_factor_out: int = 0
+    dst_factor_in: int = 0
+    src_factor_out: int = 0
+    src_factor_in: int = 0
+    wgt_factor_out: int = 0
+    wgt_factor_in: int = 0
+    opcode: ClassVar[int] = Opcode.GEMM
+    LAYOUT: ClassVar[str] = "gemm"
+
+
+@dataclass(frozen=True)
+class AluInsn(_Insn):
+    reset_reg: int = 0
+    uop_bgn: int = 0
+    uop_end: int = 0
+    iter_out: int = 0
+    iter_in: int = 0
+    dst_factor_out: int = 0
+    dst_factor_in: int = 0
+    src_factor_out: int = 0
+    src_factor_in: int = 0
+    alu_opcode: int = AluOp.MIN
+    use_imm: int = 0
+    imm: int = 0
+    opcode: ClassVar[int] = Opcode.ALU
+    LAYOUT: ClassVar[str] = "alu"
+
+
+@dataclass(frozen=True)
+class FinishInsn(_Insn):
+    """FINISH uses the GEMM layout with every other field zero."""
+
+    opcode: ClassVar[int] = Opcode.FINISH
+    LAYOUT: ClassVar[str] = "gemm"
+
+
+@dataclass(frozen=True)
+class UnknownInsn(_Insn):
+    """Opcodes 5..7: routed to the compute module, which only honours the token flags."""
+
+    opcode: int = 5
+    LAYOUT: ClassVar[str] = "generic"
+
+
+Instruction = Union[MemInsn, GemmInsn, AluInsn, FinishInsn, UnknownInsn]
+
+
+@dataclass(frozen=True)
+class Uop:
+    """Micro-op: ACC destination index, source index (INP for GEMM, ACC for ALU), WGT index."""
+
+    dst_idx: int = 0
+    src_idx: int = 0
+    wgt_idx: int = 0
+
+
+def _layout_of(insn: Instruction, lay: Layouts) -> Layout | None:
+    return None if insn.LAYOUT == "generic" else getattr(lay, insn.LAYOUT)
+
+
+def _check(field: BitField, value: int, where: str) -> int:
+    value = int(value)
+    if field.signed:
+        lo, hi = -(1 << (field.width - 1)), (1 << (field.width - 1)) - 1
+        if not lo <= value <= hi:
+            raise FieldOverflowError(f"{where}.{field.name}", value, field.width, signed=True)
+        return value & field.mask
+    if not 0 <= value <= field.mask:
+        raise FieldOverflowError(f"{where}.{field.name}", value, field.width)
+    return value
+
+
+def encode_int(insn: Instruction, hw: "HwConfig") -> int:
+    """Encode one instruction to its 128-bit integer value (bit i = bit i of the word)."""
+    lay = layouts_for(hw)
+    layout = _layout_of(insn, lay)
+    kind = type(insn).__name__
+    if isinstance(insn, MemInsn) and insn.opcode not in (Opcode.LOAD, Opcode.STORE):
+        raise FieldOverflowError(f"{kind}.opcode", insn.opcode, 1)
+    values = {"opcode": insn.opcode, **insn.field_values}
+    if layout is None:  # unknown opcode: only opcode and dependence flags
+        layout = Layout("generic", tuple(pack_fields("generic", _DEP_FIELDS).fields))
+    word = 0
+    for f in layout.fields:
+        word |= _check(f, values.get(f.name, 0), kind) << f.lo
+    return word
+
+
+def encode(insn: Instruction, hw: "HwConfig") -> bytes:
+    """Encode one instruction to 16 little-endian bytes."""
+    return encode_int(insn, hw).to_bytes(INSN_BYTES, "little")
+
+
+def encode_program(insns: Sequence[Instruction], hw: "HwConfig") -> bytes:
+    return b"".join(encode(i, hw) for i in insns)
+
+
+def encode_uop(uop: Uop, hw: "HwConfig") -> int:
+    lay = layouts_for(hw).uop
+    word = 0
+    for f in lay.fields:
+        word |= _check(f, getattr(uop, f.name), "Uop") << f.lo
+    return word
+
+
+def encode_uops(uops: Sequence[Uop], hw: "HwConfig") -> bytes:
+    return np.array([encode_uop(u, hw) for u in uops], dtype="<u4").tobytes()
+
+
+# ----------------------------------------------------------------------------- decoding
+def _words(data: bytes | np.ndarray) -> np.ndarray:
+    buf = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(),
+                        dtype=np.uint8)
+    if buf.size % INSN_BYTES:
+        raise DecodeError(f"instruction stream of {buf.size} bytes is not a multiple of {INSN_BYTES}")
+    return buf.view("<u8").reshape(-1, 2)
+
+
+def _extract(words: np.ndarray, f: BitField) -> np.ndarray:
+    w = words[:, 1] if f.lo >= 64 else words[:, 0]
+    shift = np.uint64(f.lo - 64 if f.lo >= 64 else f.lo)
+    vals = ((w >> shift) & np.uint64(f.mask)).astype(np.int64)
+    if f.signed:
+        vals = np.where(vals >> (f.width - 1) & 1, vals - (1 << f.width), vals)
+    return vals
+
+
+def decode_fields(data: bytes | np.ndarray, hw: "HwConfig") -> dict[str, dict[str, np.ndarray]]:
+    """Vectorised decode: for each layout, every field of every instruction as int64 arrays."""
+    words = _words(data)
+    lay = layouts_for(hw)
+    return {name: {f.name: _extract(words, f) for f in getattr(lay, name).fields}
+            for name in ("mem", "gemm", "alu")}
+
+
+def decode_program(data: bytes | np.ndarray, hw: "HwConfig") -> list[Instruction]:
+    """Decode a byte stream of 16-byte instructions into instruction objects."""
+    cols = decode_fields(data, hw)
+    opcodes = cols["mem"]["opcode"]
+    out: list = [None] * opcodes.size
+
+    def build(cls, mask: np.ndarray, layout: str, names, **fixed) -> None:
+        rows = np.flatnonzero(mask)
+        if rows.size == 0:
+            return
+        columns = [cols[layout][n][rows].tolist() for n in names]
+        for r, vals in zip(rows.tolist(), zip(*columns)):
+            out[r] = cls(*vals, **fixed)
+
+    deps = ["pop_prev", "pop_next", "push_prev", "push_next"]
+    build(MemInsn, (opcodes == Opcode.LOAD) | (opcodes == Opcode.STORE), "mem",
+          [f.name for f in dc_fields(MemInsn)])
+    build(GemmInsn, opcodes == Opcode.GEMM, "gemm", [f.name for f in dc_fields(GemmInsn)])
+    build(AluInsn, opcodes == Opcode.ALU, "alu", [f.name for f in dc_fields(AluInsn)])
+    build(FinishInsn, opcodes == Opcode.FINISH, "gemm", deps)
+    for op in (5, 6, 7):
+        build(UnknownInsn, opcodes == op, "gemm", deps, opcode=op)
+    return out
+
+
+def decode(data: bytes, hw: "HwConfig") -> Instruction:
+    if len(data) != INSN_BYTES:
+        raise DecodeError(f"an instruction is {INSN_BYTES} bytes, got {len(data)}")
+    return decode_program(data, hw)[0]
+
+
+def decode_uop_fields(data: bytes | np.ndarray, hw: "HwConfig") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised micro-op decode: (dst_idx, src_idx, wgt_idx) arrays."""
+    words = np.asarray(np.frombuffer(data, dtype="<u4") if isinstance(data, (bytes, bytearray))
+                       else data, dtype=np.uint32).astype(np.int64)
+    lay = layouts_for(hw).uop
+    return tuple((words >> f.lo) & f.mask for f in lay.fields)  # type: ignore[return-value]
+
+
+def decode_uops(data: bytes, hw: "HwConfig") -> list[Uop]:
+    d, s, w = decode_uop_fields(data, hw)
+    return [Uop(a, b, c) for a, b, c in zip(d.tolist(), s.tolist(), w.tolist())]

@@ -1,0 +1,483 @@
+"""fsim: vtatune's functional simulator of the VTA hardware (HLS semantics, bit-exact).
+
+It fetches an instruction stream from simulated DRAM, routes every instruction to the
+load / compute / store module queues exactly as the hardware's fetch module does, and runs
+the modules in order, synchronised only by the four dependence-token queues (l2g, g2l,
+s2g, g2c).  Each instruction is executed with vectorised numpy.  Where the HLS design and
+TVM's C++ simulator disagree, fsim follows the HLS design (the PYNQ bitstream); the
+choices are listed in docs/fsim.md.  Unlike the hardware, fsim stops with a typed error on
+SRAM/DRAM out-of-range accesses, token deadlocks and a missing FINISH.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import (MissingFinishError, SimulationError, SramRangeError, TokenDeadlockError,
+                      UndefinedBehaviourError, UnfinishedWorkError)
+from ..hardware import isa
+from ..hardware.config import HwConfig
+from ..hardware.disasm import format_insn, module_of
+from ..hardware.isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemType, Opcode
+from .counters import new_counters
+from .dram import Dram
+
+MODULES = ("load", "compute", "store")
+# Token queue popped by (module, flag) and pushed by (module, flag); None = flag ignored by HLS.
+POP_QUEUE = {("load", "pop_next"): "g2l", ("compute", "pop_prev"): "l2g",
+             ("compute", "pop_next"): "s2g", ("store", "pop_prev"): "g2s"}
+PUSH_QUEUE = {("load", "push_next"): "l2g", ("compute", "push_prev"): "g2l",
+              ("compute", "push_next"): "g2s", ("store", "push_prev"): "s2g"}
+
+
+@dataclass
+class RunResult:
+    """Outcome of one run: profiler counters and what executed."""
+
+    counters: dict[str, int]
+    insn_count: int
+    executed: dict[str, int] = field(default_factory=dict)
+    leftover_tokens: dict[str, int] = field(default_factory=dict)
+
+
+class SRAM:
+    """On-chip buffers.  OUT is the HLS shadow buffer written by GEMM/ALU, read by STORE.
+
+    INP and WGT hold int8 values stored as float32: an int8 dot product of at most 64 terms
+    is exact in float32, and BLAS then does the GEMM arithmetic at numpy speed.
+    """
+
+    def __init__(self, hw: HwConfig):
+        b, bi, bo = hw.batch, hw.block_in, hw.block_out
+        self.uop = np.zeros(hw.uop_buff_depth, dtype=np.uint32)
+        self.inp = np.zeros((hw.inp_buff_depth, b, bi), dtype=np.float32)
+        self.wgt = np.zeros((hw.wgt_buff_depth, bo, bi), dtype=np.float32)
+        self.acc = np.zeros((hw.acc_buff_depth, b, bo), dtype=np.int32)
+        self.out = np.zeros((hw.acc_buff_depth, b, bo), dtype=np.int8)
+
+
+class FunctionalSimulator:
+    """Bit-exact functional model of one VTA core attached to a simulated DRAM."""
+
+    name = "fsim"
+
+    def __init__(self, hw: HwConfig | None = None, dram: Dram | None = None):
+        self.hw = hw or HwConfig.load()
+        self.dram = dram if dram is not None else Dram()
+        self.sram = SRAM(self.hw)
+        self.counters = new_counters()
+        lay = isa.layouts_for(self.hw).uop
+        self._uop_fields = [(f.lo, f.mask) for f in lay.fields]
+        # Index plans of GEMM/ALU instructions, valid while the micro-op SRAM is unchanged
+        # (the runtime re-issues identical GEMMs for every tile, so plans are reused a lot).
+        self._plans: dict = {}
+
+    # ------------------------------------------------------------------ public API
+    def reset_counters(self) -> None:
+        self.counters = new_counters()
+
+    def execute(self, insns: Sequence[isa.Instruction]) -> RunResult:
+        """Encode ``insns`` into a fresh DRAM buffer and run them."""
+        blob = isa.encode_program(insns, self.hw)
+        addr = self.dram.alloc(len(blob))
+        self.dram.write(addr, blob)
+        try:
+            return self.run(addr, len(insns))
+        finally:
+            self.dram.free(addr)
+
+    def run(self, insn_addr: int, insn_count: int) -> RunResult:
+        """Fetch ``insn_count`` instructions at physical byte address ``insn_addr`` and run
+        them until FINISH.  Counters accumulate across runs (like the VTA profiler)."""
+        if insn_count <= 0:
+            raise MissingFinishError("empty instruction stream (insn_count must be > 0)")
+        raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
+        insns = isa.decode_program(raw, self.hw)
+        return self._schedule(insns)
+
+    # ------------------------------------------------------------------ scheduling
+    def _schedule(self, insns: list[isa.Instruction]) -> RunResult:
+        hw = self.hw
+        # A module holds the instruction it is working on besides its FIFO's contents.
+        cmd_capacity = hw.queues.insn_queue_depth + 1
+        dep_capacity = hw.queues.dep_queue_depth
+        routes = [module_of(i) for i in insns]
+        queues: dict[str, deque[int]] = {m: deque() for m in MODULES}
+        tokens = {"l2g": 0, "g2l": 0, "s2g": 0, "g2s": 0}
+        executed = {m: 0 for m in MODULES}
+        pc = 0  # fetch position
+        n = len(insns)
+        finished = False
+        # Token queues each instruction pops / pushes (flags a module does not use are
+        # ignored, as in the HLS modules).
+        need_of, give_of = [], []
+        for insn, m in zip(insns, routes):
+            need_of.append(tuple(q for (mm, flag), q in POP_QUEUE.items()
+                                 if mm == m and getattr(insn, flag)))
+            give_of.append(tuple(q for (mm, flag), q in PUSH_QUEUE.items()
+                                 if mm == m and getattr(insn, flag)))
+
+        while not finished:
+            progress = False
+            while pc < n and len(queues[routes[pc]]) < cmd_capacity:
+                queues[routes[pc]].append(pc)
+                pc += 1
+                progress = True
+            for m in MODULES:
+                q = queues[m]
+                while q:
+                    idx = q[0]
+                    insn = insns[idx]
+                    need, give = need_of[idx], give_of[idx]
+                    if need and any(tokens[qn] == 0 for qn in need):
+                        break
+                    if give and any(tokens[qn] >= dep_capacity for qn in give):
+                        break
+                    for qn in need:
+                        tokens[qn] -= 1
+                    self._exec(idx, insn, m)
+                    for qn in give:
+                        tokens[qn] += 1
+                    q.popleft()
+                    executed[m] += 1
+                    progress = True
+                    if isinstance(insn, FinishInsn):
+                        finished = True
+                        break
+                if finished:
+                    break
+            if finished:
+                break
+            if not progress:
+                if pc >= n and not any(queues.values()):
+                    raise MissingFinishError(
+                        f"all {n} instructions executed and none of them was FINISH")
+                raise TokenDeadlockError(self._deadlock_report(insns, queues, tokens, pc, routes,
+                                                               cmd_capacity, dep_capacity))
+        left = {m: len(q) for m, q in queues.items() if q}
+        if pc < n or left:
+            waiting = pc - sum(executed.values()) + (n - pc)
+            raise UnfinishedWorkError(
+                f"FINISH executed with {waiting} instruction(s) not yet executed "
+                f"(queued per module: {left or {}}; not yet fetched: {n - pc}); on the board "
+                "the host would read results before they are written")
+        return RunResult(counters=dict(self.counters), insn_count=n, executed=executed,
+                         leftover_tokens={k: v for k, v in tokens.items() if v})
+
+    def _deadlock_report(self, insns, queues, tokens, pc, routes, cmd_cap, dep_cap) -> str:
+        parts = []
+        for m in MODULES:
+            q = queues[m]
+            if not q:
+                parts.append(f"{m}: idle (queue empty)")
+                continue
+            insn = insns[q[0]]
+            need = [qn for flag, qn in
+                    [(f, POP_QUEUE.get((m, f))) for f in ("pop_prev", "pop_next")]
+                    if qn and getattr(insn, flag) and tokens[qn] == 0]
+            full = [qn for flag, qn in
+                    [(f, PUSH_QUEUE.get((m, f))) for f in ("push_prev", "push_next")]
+                    if qn and getattr(insn, flag) and tokens[qn] >= dep_cap]
+            why = ", ".join([f"waits for a {qn} token" for qn in need] +
+                            [f"{qn} token queue full ({dep_cap})" for qn in full])
+            parts.append(f"{m}: instruction {q[0]} ({format_insn(insn)}) {why}")
+        if pc < len(insns):
+            parts.append(f"fetch: stalled at instruction {pc} ({routes[pc]} command queue full, "
+                         f"{cmd_cap} entries)")
+        return "token deadlock: " + "; ".join(parts)
+
+    # ------------------------------------------------------------------ execution
+    def _exec(self, idx: int, insn: isa.Instruction, module: str) -> None:
+        if isinstance(insn, MemInsn):
+            if insn.opcode == Opcode.STORE:
+                self._store(idx, insn)
+            else:
+                self._load(idx, insn)
+        elif isinstance(insn, GemmInsn):
+            self._gemm(idx, insn)
+        elif isinstance(insn, AluInsn):
+            self._alu(idx, insn)
+        # FINISH and unknown opcodes only carry tokens.
+
+    def _sram_check(self, idx: int, field: str, start: int, count: int, depth: int, buf: str) -> None:
+        if start + count > depth:
+            raise SramRangeError(
+                f"{buf} SRAM elements [{start}, {start + count}) exceed the buffer depth {depth}",
+                insn_index=idx, field=field)
+
+    def _load(self, idx: int, insn: MemInsn) -> None:
+        hw, s, c = self.hw, self.sram, self.counters
+        mt, xs, ys = insn.memory_type, insn.x_size, insn.y_size
+        if mt == MemType.INP:
+            e = hw.inp_elem_bytes
+            xw = insn.x_pad_0 + xs + insn.x_pad_1
+            rows = insn.y_pad_0 + ys + insn.y_pad_1
+            total = xw * rows
+            self._sram_check(idx, "sram_base", insn.sram_base, total, hw.inp_buff_depth, "INP")
+            if total == 0:
+                return
+            view = s.inp[insn.sram_base:insn.sram_base + total].reshape(rows, xw, hw.batch, hw.block_in)
+            if total != xs * ys:
+                view[...] = 0
+            if xs and ys:
+                data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
+                                      f"instruction {idx} LOAD INP (dram_base)")
+                view[insn.y_pad_0:insn.y_pad_0 + ys, insn.x_pad_0:insn.x_pad_0 + xs] = \
+                    data.view(np.int8).reshape(ys, xs, hw.batch, hw.block_in)
+            if xs:
+                c["inp_load_nbytes"] += xs * ys * e
+        elif mt == MemType.WGT:
+            # HLS load_2d: WGT padding fields are ignored.
+            e = hw.wgt_elem_bytes
+            total = xs * ys
+            self._sram_check(idx, "sram_base", insn.sram_base, total, hw.wgt_buff_depth, "WGT")
+            if total == 0:
+                return
+            data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
+                                  f"instruction {idx} LOAD WGT (dram_base)")
+            s.wgt[insn.sram_base:insn.sram_base + total] = \
+                data.view(np.int8).reshape(total, hw.block_out, hw.block_in)
+            c["wgt_load_nbytes"] += total * e
+        elif mt == MemType.UOP:
+            # HLS: copies x_size micro-ops; y_size, x_stride and pads are ignored.
+            self._sram_check(idx, "sram_base", insn.sram_base, xs, hw.uop_buff_depth, "UOP")
+            if xs == 0:
+                return
+            data = self.dram.view(insn.dram_base * 4, xs * 4, f"instruction {idx} LOAD UOP (dram_base)")
+            s.uop[insn.sram_base:insn.sram_base + xs] = data.view("<u4")
+            self._plans.clear()
+            c["uop_load_nbytes"] += xs * ys * 4
+        elif mt == MemType.ACC:
+            # HLS load_2d: ACC padding fields are ignored; the OUT shadow is not updated.
+            e = hw.acc_elem_bytes
+            total = xs * ys
+            self._sram_check(idx, "sram_base", insn.sram_base, total, hw.acc_buff_depth, "ACC")
+            if total == 0:
+                return
+            data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
+                                  f"instruction {idx} LOAD ACC (dram_base)")
+            s.acc[insn.sram_base:insn.sram_base + total] = \
+                np.ascontiguousarray(data).view("<i4").reshape(total, hw.batch, hw.block_out)
+            c["acc_load_nbytes"] += total * e
+        elif mt == MemType.ACC_8BIT:
+            # The HLS compute module has no branch for ACC_8BIT: nothing moves.  The counter
+            # still counts it at the ACC size, as the VTA simulator's profiler does.
+            if xs:
+                c["acc_load_nbytes"] += xs * ys * hw.acc_elem_bytes
+        # LOAD of OUT or an unknown memory type: the compute module does nothing.
+
+    def _store(self, idx: int, insn: MemInsn) -> None:
+        # HLS store ignores memory_type and pads; its source is the OUT shadow buffer.
+        hw = self.hw
+        xs, ys = insn.x_size, insn.y_size
+        total = xs * ys
+        self._sram_check(idx, "sram_base", insn.sram_base, total, hw.out_buff_depth, "OUT")
+        if total == 0:
+            return
+        e = hw.out_elem_bytes
+        src = self.sram.out[insn.sram_base:insn.sram_base + total].view(np.uint8).reshape(ys, xs * e)
+        pitch = insn.x_stride * e
+        dst = self.dram.rows(insn.dram_base * e, ys, xs * e, pitch,
+                             f"instruction {idx} STORE (dram_base)")
+        if pitch >= xs * e or ys == 1:
+            dst[...] = src
+        else:  # overlapping rows: later rows win, as in the sequential hardware loop
+            for r in range(ys):
+                dst[r] = src[r]
+        self.counters["out_store_nbytes"] += total * hw.batch * hw.block_out * hw.out_width // 8
+
+    def _walk(self, idx: int, insn, specs):
+        """Index grids of a GEMM/ALU instruction, shape (iter_out, iter_in, n_uop), in the
+        sequential order of the hardware loops.  ``specs`` lists (uop field, factor prefix,
+        buffer depth, buffer name); the range check is analytic (factors are unsigned)."""
+        hw = self.hw
+        bgn, end = insn.uop_bgn, insn.uop_end
+        if end > hw.uop_buff_depth:
+            raise SramRangeError(f"uop_end {end} exceeds the micro-op buffer depth {hw.uop_buff_depth}",
+                                 insn_index=idx, field="uop_end")
+        words = self.sram.uop[bgn:end].astype(np.int64)
+        io, ii = insn.iter_out, insn.iter_in
+        o = np.arange(io, dtype=np.int64)[:, None, None]
+        i = np.arange(ii, dtype=np.int64)[None, :, None]
+        grids = []
+        for k, prefix, depth, buf in specs:
+            lo, mask = self._uop_fields[k]
+            base = (words >> lo) & mask
+            f_out = getattr(insn, f"{prefix}_factor_out")
+            f_in = getattr(insn, f"{prefix}_factor_in")
+            top = int(base.max()) + (io - 1) * f_out + (ii - 1) * f_in
+            grid = base[None, None, :] + o * f_out + i * f_in
+            if top >= depth:
+                flat = grid.ravel()
+                j = int(np.argmax(flat >= depth))
+                n_uop = end - bgn
+                raise SramRangeError(
+                    f"{buf} index {int(flat[j])} >= depth {depth} (micro-op {bgn + j % n_uop}, "
+                    f"iteration out={j // (n_uop * ii)} in={(j // n_uop) % ii})",
+                    insn_index=idx, field=f"uop.{('dst_idx', 'src_idx', 'wgt_idx')[k]}+{prefix}_factor")
+            grids.append(grid)
+        return grids
+
+    def _dots(self, src: np.ndarray, wgt: np.ndarray, insn: GemmInsn) -> np.ndarray:
+        """int32 products inp[src] . wgt[wgt]^T for every iteration, shape (o, i, u, B, BO).
+
+        The loops along which the weight index does not change share one weight matrix, so
+        they become the rows of one matrix product; the others become the batch axis."""
+        s, hw = self.sram, self.hw
+        io, ii, nu = src.shape
+        b, bi, bo = hw.batch, hw.block_in, hw.block_out
+        x = s.inp[src]  # (io, ii, nu, B, BI)
+        if insn.wgt_factor_out == 0 and insn.wgt_factor_in == 0:
+            # weight depends on the micro-op only: (nu) batches of (io*ii*B) rows
+            xr = x.transpose(2, 0, 1, 3, 4).reshape(nu, io * ii * b, bi)
+            w = s.wgt[wgt[0, 0]]  # (nu, BO, BI)
+            p = np.matmul(xr, w.transpose(0, 2, 1)).reshape(nu, io, ii, b, bo).transpose(1, 2, 0, 3, 4)
+        elif insn.wgt_factor_out == 0:
+            # weight depends on (inner, uop): the outer loop gives the rows
+            xr = x.transpose(1, 2, 0, 3, 4).reshape(ii * nu, io * b, bi)
+            w = s.wgt[wgt[0].ravel()]  # (ii*nu, BO, BI)
+            p = np.matmul(xr, w.transpose(0, 2, 1)).reshape(ii, nu, io, b, bo).transpose(2, 0, 1, 3, 4)
+        elif insn.wgt_factor_in == 0:
+            # weight depends on (outer, uop): the inner loop gives the rows
+            xr = x.transpose(0, 2, 1, 3, 4).reshape(io * nu, ii * b, bi)
+            w = s.wgt[wgt[:, 0].ravel()]  # (io*nu, BO, BI)
+            p = np.matmul(xr, w.transpose(0, 2, 1)).reshape(io, nu, ii, b, bo).transpose(0, 2, 1, 3, 4)
+        else:
+            p = np.matmul(x.reshape(-1, b, bi), s.wgt[wgt.ravel()].transpose(0, 2, 1))
+            p = p.reshape(io, ii, nu, b, bo)
+        return p.astype(np.int32)
+
+    def _gemm_plan(self, idx: int, insn: GemmInsn):
+        """Everything about a GEMM that depends only on the instruction and the micro-ops:
+        index grids, and how products are summed into distinct accumulators."""
+        hw = self.hw
+        dst, src, wgt = self._walk(idx, insn, [(0, "dst", hw.acc_buff_depth, "ACC"),
+                                               (1, "src", hw.inp_buff_depth, "INP"),
+                                               (2, "wgt", hw.wgt_buff_depth, "WGT")])
+        if insn.reset_reg:
+            return dst, src, wgt, None
+        # Loops that do not move the destination accumulate into it: they are summed out
+        # first (int32 sums wrap exactly like the hardware's accumulator).
+        sum_in = insn.dst_factor_in == 0 and insn.iter_in > 1
+        sum_out = insn.dst_factor_out == 0 and insn.iter_out > 1
+        d = dst[:1 if sum_out else None, :1 if sum_in else None].ravel()
+        sd = np.sort(d)
+        if sd.size < 2 or bool(np.all(sd[1:] != sd[:-1])):
+            scatter = (d, None, None)
+        else:
+            order = np.argsort(d, kind="stable")
+            starts = np.flatnonzero(np.concatenate(([True], sd[1:] != sd[:-1])))
+            scatter = (sd[starts], order, starts)
+        return dst, src, wgt, (sum_in, sum_out, scatter)
+
+    def _gemm(self, idx: int, insn: GemmInsn) -> None:
+        hw, s = self.hw, self.sram
+        n_uop = insn.uop_end - insn.uop_bgn
+        if insn.iter_out == 0 or insn.iter_in == 0 or n_uop <= 0:
+            return
+        plan = self._plans.get(insn)
+        if plan is None:
+            plan = self._plans[insn] = self._gemm_plan(idx, insn)
+        dst, src, wgt, reduce = plan
+        p = self._dots(src, wgt, insn)
+        if reduce is None:
+            self._gemm_reset(dst.ravel(), p.reshape(-1, hw.batch, hw.block_out))
+            return
+        sum_in, sum_out, (uniq, order, starts) = reduce
+        if sum_in:
+            p = p.sum(axis=1, dtype=np.int32)
+        if sum_out:
+            p = p.sum(axis=0, dtype=np.int32)
+        p = p.reshape(-1, hw.batch, hw.block_out)
+        if order is None:
+            s.acc[uniq] += p
+        else:
+            s.acc[uniq] += np.add.reduceat(p[order], starts, axis=0)
+        s.out[uniq] = s.acc[uniq].astype(np.int8)
+        self.counters["gemm_counter"] += dst.size
+
+    def _gemm_reset(self, dst: np.ndarray, p: np.ndarray) -> None:
+        # HLS: acc := 0, while the OUT shadow gets the low byte of (acc + product) as read
+        # at that iteration: the old value on a first visit, 0 on later visits.
+        s = self.sram
+        uniq, first, counts = np.unique(dst, return_index=True, return_counts=True)
+        last = dst.size - 1 - np.unique(dst[::-1], return_index=True)[1]
+        old = np.where((counts == 1)[:, None, None], s.acc[uniq], 0).astype(np.int32)
+        s.out[uniq] = (p[last] + old).astype(np.int8)
+        s.acc[uniq] = 0
+
+    def _alu(self, idx: int, insn: AluInsn) -> None:
+        hw, s = self.hw, self.sram
+        n_uop = insn.uop_end - insn.uop_bgn
+        if insn.iter_out == 0 or insn.iter_in == 0 or n_uop <= 0:
+            return
+        op = insn.alu_opcode
+        if op not in (AluOp.MIN, AluOp.MAX, AluOp.ADD, AluOp.SHR):
+            raise UndefinedBehaviourError(
+                f"ALU opcode {op} ({'MUL' if op == AluOp.MUL else 'unknown'}) has no datapath in "
+                "the HLS bitstream: the accumulator is unchanged and the OUT buffer gets undefined "
+                "values", insn_index=idx, field="alu_opcode")
+        plan = self._plans.get(insn)
+        if plan is None:
+            dst, src = (g.ravel() for g in self._walk(
+                idx, insn, [(0, "dst", hw.acc_buff_depth, "ACC"), (1, "src", hw.acc_buff_depth, "ACC")]))
+            chunks = self._hazard_free_chunks(dst, None if insn.use_imm else src)
+            plan = self._plans[insn] = (dst, src, chunks)
+        dst, src, chunks = plan
+        for lo, hi in chunks:
+            d = dst[lo:hi]
+            a = s.acc[d]
+            b = np.int32(insn.imm) if insn.use_imm else s.acc[src[lo:hi]]
+            r = _alu_op(op, a, b)
+            s.acc[d] = r
+            s.out[d] = r.astype(np.int8)
+        self.counters["alu_counter"] += dst.size
+
+    @staticmethod
+    def _hazard_free_chunks(dst: np.ndarray, src: np.ndarray | None) -> list[tuple[int, int]]:
+        """Split the iterations into runs in which no iteration reads an ACC entry written by
+        an earlier iteration of the same run, so each run can execute as one vector step
+        with the sequential meaning of the instruction."""
+        n = dst.size
+        order = np.argsort(dst, kind="stable")
+        sd = dst[order]
+        dup = bool(np.any(sd[1:] == sd[:-1]))
+        raw = False
+        if src is not None:
+            pos = np.searchsorted(sd, src)
+            pos = np.minimum(pos, n - 1)
+            hit = sd[pos] == src
+            # writer iteration of the first occurrence of that index
+            writer = order[pos]
+            raw = bool(np.any(hit & (writer < np.arange(n))))
+        if not dup and not raw:
+            return [(0, n)]
+        chunks, start, written = [], 0, set()
+        dl = dst.tolist()
+        sl = src.tolist() if src is not None else None
+        for k in range(n):
+            if dl[k] in written or (sl is not None and sl[k] in written):
+                chunks.append((start, k))
+                start, written = k, set()
+            written.add(dl[k])
+        chunks.append((start, n))
+        return chunks
+
+
+def _alu_op(op: int, a: np.ndarray, b) -> np.ndarray:
+    if op == AluOp.MIN:
+        return np.minimum(a, b)
+    if op == AluOp.MAX:
+        return np.maximum(a, b)
+    if op == AluOp.ADD:
+        return (a.astype(np.int64) + b).astype(np.int32)  # wraps modulo 2^32
+    # SHR: the HLS shifter takes the low 5 bits of the operand as a signed number (-16..15);
+    # a negative amount shifts left (ap_int semantics), the result keeps 32 bits.
+    sh = ((np.asarray(b, dtype=np.int64) & 31) ^ 16) - 16
+    a64 = a.astype(np.int64)
+    right = a64 >> np.maximum(sh, 0)
+    left = a64 << np.maximum(-sh, 0)
+    return np.where(sh >= 0, right, left).astype(np.int32)
