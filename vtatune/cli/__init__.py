@@ -1,0 +1,1 @@
+"""The ``vtatune`` command line (the only layer that prints)."""

@@ -1,0 +1,46 @@
+"""Entry point of the ``vtatune`` command."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import CLIUsageError, VtatuneError
+from . import demo_cmd, disasm_cmd, hw_cmd, sim_cmd
+
+COMMANDS = (hw_cmd, disasm_cmd, sim_cmd, demo_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    p = argparse.ArgumentParser(prog="vtatune", description="Auto-tuning toolkit for the VTA accelerator")
+    p.add_argument("--version", action="version", version=f"vtatune {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in COMMANDS:
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except CLIUsageError as exc:
+        print(f"vtatune: error: {exc}", file=sys.stderr)
+        return 2
+    except (VtatuneError, OSError) as exc:
+        kind = type(exc).__name__
+        print(f"vtatune: {kind}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vtatune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
