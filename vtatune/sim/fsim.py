@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import (MissingFinishError, SimulationError, SramRangeError, TokenDeadlockError,
+from ..errors import (DramRangeError, MissingFinishError, SimulationError, SramRangeError, TokenDeadlockError,
                       UndefinedBehaviourError, UnfinishedWorkError)
 from ..hardware import isa
 from ..hardware.config import HwConfig
@@ -94,7 +94,10 @@ class FunctionalSimulator:
         them until FINISH.  Counters accumulate across runs (like the VTA profiler)."""
         if insn_count <= 0:
             raise MissingFinishError("empty instruction stream (insn_count must be > 0)")
-        raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
+        try:
+            raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
+        except DramRangeError as exc:
+            raise DramRangeError(str(exc), field="insn_addr/insn_count") from None
         insns = isa.decode_program(raw, self.hw)
         return self._schedule(insns)
 
@@ -192,10 +195,13 @@ class FunctionalSimulator:
     # ------------------------------------------------------------------ execution
     def _exec(self, idx: int, insn: isa.Instruction, module: str) -> None:
         if isinstance(insn, MemInsn):
-            if insn.opcode == Opcode.STORE:
-                self._store(idx, insn)
-            else:
-                self._load(idx, insn)
+            try:
+                if insn.opcode == Opcode.STORE:
+                    self._store(idx, insn)
+                else:
+                    self._load(idx, insn)
+            except DramRangeError as exc:
+                raise DramRangeError(str(exc), insn_index=idx, field="dram_base") from None
         elif isinstance(insn, GemmInsn):
             self._gemm(idx, insn)
         elif isinstance(insn, AluInsn):
@@ -224,7 +230,7 @@ class FunctionalSimulator:
                 view[...] = 0
             if xs and ys:
                 data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
-                                      f"instruction {idx} LOAD INP (dram_base)")
+                                      "LOAD INP")
                 view[insn.y_pad_0:insn.y_pad_0 + ys, insn.x_pad_0:insn.x_pad_0 + xs] = \
                     data.view(np.int8).reshape(ys, xs, hw.batch, hw.block_in)
             if xs:
@@ -237,7 +243,7 @@ class FunctionalSimulator:
             if total == 0:
                 return
             data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
-                                  f"instruction {idx} LOAD WGT (dram_base)")
+                                  "LOAD WGT")
             s.wgt[insn.sram_base:insn.sram_base + total] = \
                 data.view(np.int8).reshape(total, hw.block_out, hw.block_in)
             c["wgt_load_nbytes"] += total * e
@@ -246,7 +252,7 @@ class FunctionalSimulator:
             self._sram_check(idx, "sram_base", insn.sram_base, xs, hw.uop_buff_depth, "UOP")
             if xs == 0:
                 return
-            data = self.dram.view(insn.dram_base * 4, xs * 4, f"instruction {idx} LOAD UOP (dram_base)")
+            data = self.dram.view(insn.dram_base * 4, xs * 4, "LOAD UOP")
             s.uop[insn.sram_base:insn.sram_base + xs] = data.view("<u4")
             self._plans.clear()
             c["uop_load_nbytes"] += xs * ys * 4
@@ -258,7 +264,7 @@ class FunctionalSimulator:
             if total == 0:
                 return
             data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
-                                  f"instruction {idx} LOAD ACC (dram_base)")
+                                  "LOAD ACC")
             s.acc[insn.sram_base:insn.sram_base + total] = \
                 np.ascontiguousarray(data).view("<i4").reshape(total, hw.batch, hw.block_out)
             c["acc_load_nbytes"] += total * e
@@ -281,7 +287,7 @@ class FunctionalSimulator:
         src = self.sram.out[insn.sram_base:insn.sram_base + total].view(np.uint8).reshape(ys, xs * e)
         pitch = insn.x_stride * e
         dst = self.dram.rows(insn.dram_base * e, ys, xs * e, pitch,
-                             f"instruction {idx} STORE (dram_base)")
+                             "STORE")
         if pitch >= xs * e or ys == 1:
             dst[...] = src
         else:  # overlapping rows: later rows win, as in the sequential hardware loop
