@@ -343,8 +343,11 @@ def decode(data: bytes, hw: "HwConfig") -> Instruction:
 
 def decode_uop_fields(data: bytes | np.ndarray, hw: "HwConfig") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised micro-op decode: (dst_idx, src_idx, wgt_idx) arrays."""
-    words = np.asarray(np.frombuffer(data, dtype="<u4") if isinstance(data, (bytes, bytearray))
-                       else data, dtype=np.uint32).astype(np.int64)
+    if isinstance(data, (bytes, bytearray)):
+        if len(data) % UOP_BYTES:
+            raise DecodeError(f"micro-op stream of {len(data)} bytes is not a multiple of {UOP_BYTES}")
+        data = np.frombuffer(data, dtype="<u4")
+    words = np.asarray(data, dtype=np.uint32).astype(np.int64)
     lay = layouts_for(hw).uop
     return tuple((words >> f.lo) & f.mask for f in lay.fields)  # type: ignore[return-value]
 
