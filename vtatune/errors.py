@@ -109,3 +109,21 @@ class BundleFormatError(VtatuneError, ValueError):
 
 class CLIUsageError(VtatuneError):
     """Bad command-line usage (exit code 2)."""
+
+
+class MeasureError(VtatuneError):
+    """A per-candidate failure with an AutoTVM ``MeasureErrorNo`` category and a stable
+    snake_case ``reason`` code (documented in docs/errors.md)."""
+
+    def __init__(self, category: ErrorCategory, reason: str, message: str):
+        self.category = ErrorCategory(category)
+        self.reason = reason
+        self.message = message
+        super().__init__(f"[{self.category.name} {reason}] {message}")
+
+
+class InvalidConfigError(MeasureError):
+    """A configuration the original VTA stack would reject, raised at the point (and with
+    the category) where the real mechanism fails: lowering (COMPILE_HOST = 2), the VTA
+    runtime library's checks on the board (RUNTIME_DEVICE = 4), or silent field truncation
+    that only correctness checking would catch (WRONG_ANSWER = 5)."""
