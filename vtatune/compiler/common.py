@@ -49,21 +49,33 @@ class Loop:
     dst: int   # coefficient of the loop variable in the ACC index
     src: int   # in the INP (GEMM) / ACC (ALU) index
     wgt: int
+    unrolled: bool = False   # unrolled by the schedule: a statement sequence, never folded
+    guarded: bool = False    # the variable appears in a bound check: folding it fails
 
 
 def gemm_kernel(loops: Sequence[Loop], base: tuple[int, int, int], reset: bool,
-                fold: int = 2) -> Callable[[], UopKernel]:
+                guard: Callable[[dict], bool] | None = None) -> Callable[[], UopKernel]:
     """FoldUopLoop: the (up to two) outermost loops become the instruction's iter_out /
-    iter_in; the remaining loops run at record time and push one micro-op per iteration.
-    Unit loops are absent (the simplifier removed them)."""
+    iter_in; the remaining loops run at record time and push one micro-op per iteration
+    (skipping iterations a bound check ``guard`` rejects).  Unit loops are absent (the
+    simplifier removed them); folding stops at an unrolled loop (no For node is left) or a
+    loop whose variable the guard uses (it is not only in the micro-op indices)."""
     loops = [l for l in loops if l.extent != 1]
+    n_fold = 0
+    for l in loops[:2]:
+        if l.unrolled or l.guarded:
+            break
+        n_fold += 1
 
     def record() -> UopKernel:
         k = UopKernel(mode=0, reset=int(reset))
-        for l in loops[:fold]:
-            k.loop_begin(l.extent, l.dst, l.src, 0 if reset else l.wgt)
-        inner = loops[fold:]
+        for l in loops[:n_fold]:
+            k.loop_begin(l.extent, l.dst, l.src if not reset else 0, 0 if reset else l.wgt)
+        inner = loops[n_fold:]
+        names = [l.name for l in inner]
         for idx in itertools.product(*[range(l.extent) for l in inner]):
+            if guard is not None and not guard(dict(zip(names, idx))):
+                continue
             d = base[0] + sum(i * l.dst for i, l in zip(idx, inner))
             if reset:
                 k.push(d, 0, 0)

@@ -165,5 +165,5 @@ def compile_program(wl: Workload, knobs: dict, hw: HwConfig) -> Program:
     regions = {name: (bases[name], sizes[name]) for name in sizes}
     regions["uop"] = (uop_addr, uop_bytes)
     regions["insn"] = (insn_addr, len(blob))
-    return Program(low.wl, dict(knobs), hw, insns, np.array(rt.uop_words, dtype=np.uint32),
+    return Program(wl.bind(hw), dict(knobs), hw, insns, np.array(rt.uop_words, dtype=np.uint32),
                    regions, blob, extra={"lowering": low})
