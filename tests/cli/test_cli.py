@@ -135,3 +135,5 @@ def test_wheel_ships_hardware_configs(tmp_path):
     wheel, = tmp_path.glob("vtatune-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"vtatune/_hw/{n}.json" for n in SHIPPED} <= names
+    for pkg in ("hardware", "sim", "compiler", "space", "workloads", "cli"):
+        assert f"vtatune/{pkg}/__init__.py" in names

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtatune.hardware.config import HwConfig
-from vtatune.space import (ConfigSpace, OtherOptionSpace, SpaceError, SplitSpace, get_factors,
-                           space_for)
+from vtatune.space import (ConfigEntity, ConfigSpace, OtherOptionSpace, SpaceError, SplitSpace,
+                           get_factors, space_for)
 from vtatune.workloads import get_workload
 
 HW = HwConfig.load()
@@ -161,6 +161,7 @@ def test_parse_log_config_both_split_forms():
     c = s.from_json_dict(resolved)
     assert c.index == 203 and c.knobs["tile_co"] == 16
     assert c.entity[4] == ["tile_co", "sp", [-1, 16]]   # normalised to the v0.14 form
+    assert ConfigEntity.from_json_dict(resolved, s) == c
 
 
 def test_parse_log_config_index_mismatch():
@@ -200,6 +201,9 @@ def test_sample_without_replacement_and_reproducible():
     assert len(a) == 500 == len(set(a)) and all(0 <= i < s.size for i in a)
     assert a == s.sample(500, 7) and a != s.sample(500, 8)
     assert s.sample(10, random.Random(3)) == s.sample(10, 3)
+    np = pytest.importorskip("numpy")
+    g = s.sample(20, np.random.default_rng(5))
+    assert g == s.sample(20, np.random.default_rng(5)) and len(set(g)) == 20
     # most of the space: enumerated and shuffled, still distinct
     b = s.sample(2000, 1)
     assert len(set(b)) == 2000

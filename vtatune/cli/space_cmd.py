@@ -57,7 +57,8 @@ def cmd_space(args: argparse.Namespace) -> int:
     print(f"  {'#':>2s}  {'knob':10s}  kind  {'axis':>5s}  candidates")
     for i, k in enumerate(space.knobs.values()):
         axis = str(getattr(k, "length", "-"))
-        print(f"  {i:2d}  {k.name:10s}  {k.kind:4s}  {axis:>5s}  {' '.join(map(str, k.candidates))}")
+        cands = " ".join(map(str, k.candidates))
+        print(f"  {i:2d}  {k.name:10s}  {k.kind:4s}  {axis:>5s}  {cands}")
     if cfg is not None:
         print(f"index {cfg.index}: " + " ".join(f"{n}={v}" for n, v in cfg.knobs.items()))
         import json

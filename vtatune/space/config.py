@@ -42,6 +42,12 @@ class ConfigEntity:
     def __hash__(self) -> int:
         return hash((self.index, tuple(self.knobs.items())))
 
+    @staticmethod
+    def from_json_dict(config: Mapping[str, Any], space: "ConfigSpace", *,
+                       check_index: bool = True) -> "ConfigEntity":
+        """Parse a log line's ``config`` against ``space`` (see ``ConfigSpace.from_json_dict``)."""
+        return space.from_json_dict(config, check_index=check_index)
+
 
 def _as_rng(rng: Any) -> random.Random:
     """``None``/int seed/``random.Random``/numpy ``Generator`` -> a ``random.Random``."""
@@ -51,7 +57,8 @@ def _as_rng(rng: Any) -> random.Random:
         return random.Random(rng)
     if hasattr(rng, "integers"):  # numpy.random.Generator: derive a seed, stay pure Python
         return random.Random(int(rng.integers(0, 2**63 - 1)))
-    raise SpaceError("rng", f"expected None, an int seed, random.Random or a numpy Generator, got {type(rng).__name__}")
+    raise SpaceError("rng", "expected None, an int seed, random.Random or a numpy Generator, "
+                            f"got {type(rng).__name__}")
 
 
 class ConfigSpace:
@@ -117,7 +124,8 @@ class ConfigSpace:
             yield self.get(i)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ConfigSpace) and list(self._knobs.values()) == list(other._knobs.values())
+        return (isinstance(other, ConfigSpace)
+                and list(self._knobs.values()) == list(other._knobs.values()))
 
     def __repr__(self) -> str:
         body = ", ".join(f"{n}:{len(k)}" for n, k in self._knobs.items())
@@ -145,7 +153,8 @@ class ConfigSpace:
         """Inverse of ``point2knob``."""
         digits = list(digits)
         if len(digits) != len(self._knobs):
-            raise SpaceError("knobs", f"expected {len(self._knobs)} knob positions, got {len(digits)}")
+            raise SpaceError(
+                "knobs", f"expected {len(self._knobs)} knob positions, got {len(digits)}")
         index, stride = 0, 1
         for (name, knob), d in zip(self._knobs.items(), digits):
             if not isinstance(d, int) or not 0 <= d < len(knob):
@@ -222,7 +231,8 @@ class ConfigSpace:
         return out
 
     # ------------------------------------------------------------------ log records
-    def from_json_dict(self, config: Mapping[str, Any], *, check_index: bool = True) -> ConfigEntity:
+    def from_json_dict(self, config: Mapping[str, Any], *,
+                       check_index: bool = True) -> ConfigEntity:
         """Parse the ``config`` object of an AutoTVM log line against this space.
 
         Split values may be ``[-1, f]`` or resolved ``[outer, inner]`` (TopHub).  Knob names

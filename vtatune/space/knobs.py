@@ -57,7 +57,8 @@ class BaseKnobSpace:
         for i, c in enumerate(self.candidates):
             if c == value and type(c) is type(value):
                 return i
-        raise SpaceError(self.name, f"{value!r} is not a candidate; candidates: {list(self.candidates)}")
+        raise SpaceError(
+            self.name, f"{value!r} is not a candidate; candidates: {list(self.candidates)}")
 
     def entity(self, i: int) -> list:
         """The AutoTVM JSON entity item ``[name, kind, value]`` of candidate ``i``."""
@@ -98,12 +99,15 @@ class SplitSpace(BaseKnobSpace):
         """Accepts ``[-1, f]`` (AutoTVM v0.14) and resolved ``[length // f, f]`` (TopHub)."""
         if (not isinstance(value, (list, tuple)) or len(value) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-            raise SpaceError(self.name, f"a two-way split entity must be [outer, inner] integers, got {value!r}")
+            raise SpaceError(self.name, "a two-way split entity must be [outer, inner] integers, "
+                                        f"got {value!r}")
         outer, inner = value
         if inner < 1 or self.length % inner:
-            raise SpaceError(self.name, f"inner factor {inner} does not divide the axis length {self.length}")
+            raise SpaceError(
+                self.name, f"inner factor {inner} does not divide the axis length {self.length}")
         if outer != -1 and outer * inner != self.length:
-            raise SpaceError(self.name, f"split {list(value)} does not multiply to the axis length {self.length}")
+            raise SpaceError(self.name, f"split {list(value)} does not multiply to the axis "
+                                        f"length {self.length}")
         return self.candidates.index(inner)
 
     def to_dict(self) -> dict[str, Any]:

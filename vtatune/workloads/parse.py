@@ -57,7 +57,8 @@ def _int(text: str, field: str, *, minimum: int = 1) -> int:
         raise WorkloadError(field, f"expected an integer, got {text.strip()!r}")
     v = int(t)
     if v < minimum:
-        raise WorkloadError(field, f"must be {'positive' if minimum == 1 else '>= ' + str(minimum)}, got {v}")
+        raise WorkloadError(
+            field, f"must be {'positive' if minimum == 1 else '>= ' + str(minimum)}, got {v}")
     return v
 
 
@@ -83,12 +84,14 @@ def _pair(text: str, field: str, *, minimum: int, seps: str) -> tuple[int, int]:
 def check_tvm_limits(w: Workload, *, pad_field: str = "PAD") -> None:
     """Restrictions of the TVM VTA templates that ``Workload`` itself does not express."""
     if w.template in (CONV2D, GROUP_CONV2D) and w.pad_h == 0 and w.pad_w != 0:
-        raise WorkloadError(pad_field, f"padding {w.pad_h}/{w.pad_w}: the VTA conv templates pad "
-                                       "only when the row padding is non-zero (pad_w would be ignored)")
+        raise WorkloadError(pad_field, f"padding {w.pad_h}/{w.pad_w}: the VTA conv templates "
+                                       "pad only when the row padding is non-zero (pad_w would "
+                                       "be ignored)")
     if w.template == CONV2D_TRANSPOSE:
         if w.pad_h > w.kernel_h - 1 or w.pad_w > w.kernel_w - 1:
-            raise WorkloadError(pad_field, f"conv2d_transpose padding {w.pad_h}/{w.pad_w} must be at "
-                                           f"most kernel - 1 ({w.kernel_h - 1}/{w.kernel_w - 1})")
+            raise WorkloadError(pad_field, f"conv2d_transpose padding {w.pad_h}/{w.pad_w} must "
+                                           f"be at most kernel - 1 "
+                                           f"({w.kernel_h - 1}/{w.kernel_w - 1})")
         if w.out_height < 1 or w.out_width < 1:
             raise WorkloadError(pad_field, "conv2d_transpose output would be empty")
 
@@ -97,12 +100,14 @@ def check_tvm_limits(w: Workload, *, pad_field: str = "PAD") -> None:
 def parse_spec(text: str) -> Workload:
     """A ``Workload`` from a spec string (batch ``None`` when ``N`` is ``B``)."""
     if not isinstance(text, str) or ":" not in text:
-        raise WorkloadError("spec", f"expected TEMPLATE:FIELDS (e.g. conv2d:1,56,56,64,64,3,1,1), got {text!r}")
+        raise WorkloadError(
+            "spec", f"expected TEMPLATE:FIELDS (e.g. conv2d:1,56,56,64,64,3,1,1), got {text!r}")
     head, _, rest = text.strip().partition(":")
     key = head.strip().lower()
     template = SPEC_TEMPLATES.get(key) or (key if key in TEMPLATES else None)
     if template is None:
-        raise WorkloadError("template", f"unknown template {head.strip()!r}; known: {', '.join(SPEC_TEMPLATES)}")
+        raise WorkloadError(
+            "template", f"unknown template {head.strip()!r}; known: {', '.join(SPEC_TEMPLATES)}")
     body, *options = rest.split(";")
     epilogue = "shift_clip"
     for opt in options:
@@ -110,10 +115,12 @@ def parse_spec(text: str) -> Workload:
             continue
         k, eq, v = opt.partition("=")
         if not eq or k.strip() != "epilogue":
-            raise WorkloadError("option", f"unknown option {opt.strip()!r}; only epilogue=... is supported")
+            raise WorkloadError(
+                "option", f"unknown option {opt.strip()!r}; only epilogue=... is supported")
         epilogue = v.strip()
         if epilogue not in EPILOGUES:
-            raise WorkloadError("epilogue", f"unknown epilogue {epilogue!r}; known: {', '.join(EPILOGUES)}")
+            raise WorkloadError(
+                "epilogue", f"unknown epilogue {epilogue!r}; known: {', '.join(EPILOGUES)}")
     names = SPEC_FIELDS[template]
     vals = body.split(",")
     if len(vals) != len(names):
@@ -123,13 +130,15 @@ def parse_spec(text: str) -> Workload:
     batch = None if f["N"].strip().upper() == "B" else _int(f["N"], "N")
     kw: dict[str, Any] = {}
     if template == DENSE:
-        kw.update(height=1, width=1, in_channels=_int(f["IN"], "IN"), out_channels=_int(f["OUT"], "OUT"))
+        kw.update(height=1, width=1, in_channels=_int(f["IN"], "IN"),
+                  out_channels=_int(f["OUT"], "OUT"))
     else:
         kh, kwid = _pair(f["K"], "K", minimum=1, seps="xX")
         ph, pw = _pair(f["PAD"], "PAD", minimum=0, seps="/xX")
         sh, sw = _pair(f["STRIDE"], "STRIDE", minimum=1, seps="/xX")
-        kw.update(height=_int(f["H"], "H"), width=_int(f["W"], "W"), in_channels=_int(f["CI"], "CI"),
-                  out_channels=_int(f["CO"], "CO"), kernel_h=kh, kernel_w=kwid, pad_h=ph, pad_w=pw,
+        kw.update(height=_int(f["H"], "H"), width=_int(f["W"], "W"),
+                  in_channels=_int(f["CI"], "CI"), out_channels=_int(f["CO"], "CO"),
+                  kernel_h=kh, kernel_w=kwid, pad_h=ph, pad_w=pw,
                   stride_h=sh, stride_w=sw)
         if template == GROUP_CONV2D:
             kw["groups"] = _int(f["GROUPS"], "GROUPS")
@@ -177,11 +186,16 @@ def model_of_target(target: str) -> str:
         raise WorkloadError("target", f"expected a target string, got {target!r}")
     tokens = target.split()
     if not tokens or tokens[0] != "ext_dev":
-        raise WorkloadError("target", f"not a VTA target (expected 'ext_dev ... -model=...'): {target!r}")
+        raise WorkloadError(
+            "target", f"not a VTA target (expected 'ext_dev ... -model=...'): {target!r}")
     m = _MODEL.search(target)
     if not m:
         raise WorkloadError("target", f"no -model= in target {target!r}")
     return m.group(1)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _tensor(arg: Any, field: str, ndim: int) -> list[int]:
@@ -189,10 +203,12 @@ def _tensor(arg: Any, field: str, ndim: int) -> list[int]:
             or not isinstance(arg[1], (list, tuple))):
         raise WorkloadError(field, f"expected [\"TENSOR\", shape, dtype], got {arg!r}")
     shape, dtype = list(arg[1]), arg[2]
-    if len(shape) != ndim or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
-        raise WorkloadError(field, f"expected a packed {ndim}-D shape of positive integers, got {shape}")
+    if len(shape) != ndim or not all(_is_int(d) and d >= 1 for d in shape):
+        raise WorkloadError(
+            field, f"expected a packed {ndim}-D shape of positive integers, got {shape}")
     if dtype != "int8":
-        raise WorkloadError(field, f"dtype {dtype!r} is unsupported: VTA's templates take int8 tensors")
+        raise WorkloadError(
+            field, f"dtype {dtype!r} is unsupported: VTA's templates take int8 tensors")
     return shape
 
 
@@ -200,8 +216,9 @@ def _ints(arg: Any, field: str, lengths: Sequence[int], *, minimum: int) -> list
     if isinstance(arg, int) and not isinstance(arg, bool):
         arg = [arg, arg]
     if (not isinstance(arg, (list, tuple)) or len(arg) not in lengths
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in arg)):
-        raise WorkloadError(field, f"expected {' or '.join(map(str, lengths))} integers >= {minimum}, got {arg!r}")
+            or not all(_is_int(v) and v >= minimum for v in arg)):
+        raise WorkloadError(
+            field, f"expected {' or '.join(map(str, lengths))} integers >= {minimum}, got {arg!r}")
     return list(arg)
 
 
@@ -210,8 +227,9 @@ def _padding(arg: Any) -> tuple[int, int]:
     if len(p) == 4:
         top, left, bottom, right = p
         if (top, left) != (bottom, right):
-            raise WorkloadError("padding", f"asymmetric padding [top, left, bottom, right] = {p} is "
-                                           "unsupported (VTA pads top = bottom and left = right)")
+            raise WorkloadError("padding", f"asymmetric padding [top, left, bottom, right] = {p} "
+                                           "is unsupported (VTA pads top = bottom and left = "
+                                           "right)")
         return top, left
     return p[0], p[1]
 
@@ -225,7 +243,8 @@ def _check_blocks(shape: list[int], field: str, names: Sequence[str], want: Sequ
     for got, name, w in zip(shape, names, want):
         if got != w:
             raise WorkloadError(field, f"packed {name} block is {got} but the hardware has {w} "
-                                       f"(shape {shape}); the task was packed for another configuration")
+                                       f"(shape {shape}); the task was packed for another "
+                                       "configuration")
 
 
 def _load_hw(hw: Any) -> "HwConfig":
@@ -260,21 +279,24 @@ def parse_autotvm_input(inp: Any, hw: "HwConfig | str | None" = None) -> Autotvm
         from ..hardware.config import shipped_configs
         shipped = shipped_configs()
         if model not in shipped:
-            raise WorkloadError("target", f"-model={model} is not a shipped hardware configuration "
-                                          f"(shipped: {', '.join(shipped)}); pass the hardware explicitly")
+            raise WorkloadError("target", f"-model={model} is not a shipped hardware "
+                                          f"configuration (shipped: {', '.join(shipped)}); pass "
+                                          "the hardware explicitly")
         hwc = _load_hw(model)
     else:
         hwc = _load_hw(hw)
         if hwc.name != model:
             raise WorkloadError("target", f"-model={model} does not match the hardware {hwc.name}")
     if task_name not in TEMPLATES:
-        raise WorkloadError("task_name", f"unknown task {task_name!r}; VTA tasks: {', '.join(TEMPLATES)}")
+        raise WorkloadError(
+            "task_name", f"unknown task {task_name!r}; VTA tasks: {', '.join(TEMPLATES)}")
     if not isinstance(args, (list, tuple)):
         raise WorkloadError("args", f"expected a list, got {args!r}")
     B, BI, BO = hwc.batch, hwc.block_in, hwc.block_out
     expect = {CONV2D: (7,), GROUP_CONV2D: (7,), CONV2D_TRANSPOSE: (5, 6), DENSE: (4,)}[task_name]
     if len(args) not in expect:
-        raise WorkloadError("args", f"{task_name} takes {' or '.join(map(str, expect))} arguments, got {len(args)}")
+        raise WorkloadError("args", f"{task_name} takes {' or '.join(map(str, expect))} "
+                                    f"arguments, got {len(args)}")
 
     if task_name == DENSE:
         d = _tensor(args[0], "data", 4)
@@ -298,31 +320,33 @@ def parse_autotvm_input(inp: Any, hw: "HwConfig | str | None" = None) -> Autotvm
         if task_name in (CONV2D, GROUP_CONV2D):
             dil = _ints(args[4], "dilation", (2,), minimum=1)
             if dil != [1, 1]:
-                raise WorkloadError("dilation", f"dilation {dil} is unsupported (VTA supports [1, 1])")
+                raise WorkloadError(
+                    "dilation", f"dilation {dil} is unsupported (VTA supports [1, 1])")
             _dtype(args[6], "out_dtype", "int32")
         if task_name == CONV2D:
             layout = f"NCHW{B}n{BI}c"
             if args[5] != layout:
-                raise WorkloadError("layout", f"layout {args[5]!r} does not match the hardware's {layout!r}")
+                raise WorkloadError(
+                    "layout", f"layout {args[5]!r} does not match the hardware's {layout!r}")
         elif task_name == GROUP_CONV2D:
             groups = args[5]
             if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
                 raise WorkloadError("groups", f"must be a positive integer, got {groups!r}")
             if k[1] * groups != d[1]:
-                raise WorkloadError("kernel", f"kernel input blocks {k[1]} x {groups} groups != data "
-                                              f"input blocks {d[1]}")
+                raise WorkloadError("kernel", f"kernel input blocks {k[1]} x {groups} groups != "
+                                              f"data input blocks {d[1]}")
         else:
             _dtype(args[4], "out_dtype", "int32")
             opad = _ints(args[5], "output_padding", (2,), minimum=0) if len(args) == 6 else [0, 0]
             if opad != [0, 0]:
-                raise WorkloadError("output_padding", f"output padding {opad} is unsupported (must be [0, 0])")
+                raise WorkloadError(
+                    "output_padding", f"output padding {opad} is unsupported (must be [0, 0])")
         if task_name != GROUP_CONV2D and k[1] != d[1]:
-            raise WorkloadError("kernel", f"kernel input blocks {k[1]} differ from the data's {d[1]}")
-        try:
-            w = Workload(task_name, d[2], d[3], d[1] * BI, k[0] * BO, k[2], k[3], ph, pw, sh, sw,
-                         groups=groups, batch=d[0] * B)
-        except WorkloadError as exc:
-            raise WorkloadError(exc.field, str(exc)[len(exc.field) + 2:]) from None
+            raise WorkloadError(
+                "kernel", f"kernel input blocks {k[1]} differ from the data's {d[1]}")
+        # (a kernel larger than the padded input raises WorkloadError naming kernel_h)
+        w = Workload(task_name, d[2], d[3], d[1] * BI, k[0] * BO, k[2], k[3], ph, pw, sh, sw,
+                     groups=groups, batch=d[0] * B)
         check_tvm_limits(w, pad_field="padding")
     w = replace(w, name=format_spec(w)).bind(hwc)
     return AutotvmTask(w, hwc, target, task_name)

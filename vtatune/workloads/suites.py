@@ -65,7 +65,8 @@ def _dcgan() -> list[Workload]:
 
 def _dense() -> list[Workload]:
     rows = [(128, 128, 128), (1, 256, 128), (4, 256, 128)]  # (batch, in, out)
-    return [Workload(DENSE, 1, 1, i, o, batch=b, name=f"dense.{n}") for n, (b, i, o) in enumerate(rows)]
+    return [Workload(DENSE, 1, 1, i, o, batch=b, name=f"dense.{n}")
+            for n, (b, i, o) in enumerate(rows)]
 
 
 #: DeepBench inference convolutions (methods.md §A.2), as (H, W, C, K, (R, S), pad, stride),
@@ -141,7 +142,8 @@ def all_workloads() -> list[Workload]:
 def _by_name(name: str) -> Workload:
     head, _, tail = name.partition(".")
     if head not in _BUILDERS:
-        raise WorkloadError("workload", f"unknown workload {name!r}: expected SUITE.ID[.bias|.relu] "
+        raise WorkloadError("workload", f"unknown workload {name!r}: expected "
+                                        "SUITE.ID[.bias|.relu] "
                                         f"with SUITE one of {', '.join(_BUILDERS)}, a spec string "
                                         "(TEMPLATE:FIELDS) or an AutoTVM input (JSON)")
     ident, _, variant = tail.partition(".")
@@ -195,7 +197,8 @@ def get_workload(name_or_spec: Any, hw: "HwConfig | str | None" = None) -> Workl
     if isinstance(name_or_spec, (list, tuple, dict)):
         return parse_autotvm_input(name_or_spec, hw).workload
     if not isinstance(name_or_spec, str) or not name_or_spec.strip():
-        raise WorkloadError("workload", f"expected a workload name, spec string or AutoTVM input, got {name_or_spec!r}")
+        raise WorkloadError("workload", "expected a workload name, spec string or AutoTVM "
+                                        f"input, got {name_or_spec!r}")
     text = name_or_spec.strip()
     if looks_like_autotvm(text):
         return parse_autotvm_input(text, hw).workload

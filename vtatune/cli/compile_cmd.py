@@ -1,0 +1,215 @@
+"""``vtatune compile | run | sweep | replay``: the compiler on the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+
+from ..compiler.program import compile_program
+from ..compiler.reference import reference
+from ..compiler.sweep import sweep, verdict
+from ..errors import CLIUsageError, MeasureError, UnsupportedError, VtatuneError
+from ..sim.bundle import save_bundle
+from ..sim.targets import SIMULATORS
+from ..space import space_for
+from ..workloads.suites import list_suites, resolve_workload, suite
+from .common import add_hw, add_json, emit_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compile", help="compile one configuration of a workload")
+    _common(p)
+    p.add_argument("--dump", metavar="FILE.npz", help="write a program bundle with packed random inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs of --dump")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="compile one configuration and run it on a simulator")
+    _common(p)
+    p.add_argument("--target", default="fsim", choices=sorted(SIMULATORS))
+    p.add_argument("--check", action="store_true", help="compare the output with the numpy reference")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="compile-only validity verdict of every configuration")
+    p.add_argument("target", metavar="WORKLOAD|SUITE")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.jsonl")
+    add_hw(p)
+    add_json(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("replay", help="re-evaluate every record of an AutoTVM JSON log")
+    p.add_argument("log", help="AutoTVM v0.2 JSON-lines log")
+    p.add_argument("--target", default="fsim", choices=sorted(SIMULATORS))
+    p.add_argument("--check", action="store_true", help="run each valid record and compare with numpy")
+    add_hw(p)
+    add_json(p)
+    p.set_defaults(func=cmd_replay)
+
+
+def _common(p) -> None:
+    p.add_argument("workload", help="suite name (resnet18.C2), spec string or AutoTVM input")
+    p.add_argument("--index", type=int, required=True, help="configuration index (AutoTVM order)")
+    add_hw(p)
+    add_json(p)
+
+
+def _config(args):
+    wl, hw = resolve_workload(args.workload, args.hw)
+    space = space_for(wl, hw)
+    if not 0 <= args.index < space.size:
+        raise CLIUsageError(f"--index {args.index} is outside the space of {space.size} configurations")
+    return wl, hw, space.get(args.index)
+
+
+def _invalid(args, wl, hw, cfg, exc) -> int:
+    out = {"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs, "valid": False,
+           "category": int(exc.category), "reason": exc.reason, "message": exc.message}
+    if args.json:
+        emit_json(out)
+    else:
+        print(f"{wl.name or args.workload} index {cfg.index} {cfg.knobs}: INVALID "
+              f"(category {int(exc.category)} {exc.category.name}, {exc.reason}): {exc.message}")
+    return 1
+
+
+def cmd_compile(args) -> int:
+    wl, hw, cfg = _config(args)
+    try:
+        prog = compile_program(wl, cfg.knobs, hw)
+    except MeasureError as exc:
+        return _invalid(args, wl, hw, cfg, exc)
+    summary = prog.summary()
+    if args.dump:
+        save_bundle(args.dump, prog.to_bundle(prog.random_inputs(args.seed)))
+    if args.json:
+        emit_json({"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs,
+                   "valid": True, **summary, "bundle": args.dump})
+        return 0
+    print(f"{wl.name or args.workload} on {hw.name}, index {cfg.index}: {cfg.knobs}")
+    print(f"  instructions: {summary['instructions']}  " +
+          ", ".join(f"{k} {v}" for k, v in summary["by_kind"].items()))
+    print(f"  micro-ops: {summary['uops']}")
+    print("  DRAM traffic (bytes): " + ", ".join(f"{k} {v}" for k, v in summary["dram_bytes"].items()))
+    print("  SRAM use (elements, all threads): " + ", ".join(f"{k} {v}" for k, v in summary["sram_elements"].items()))
+    if args.dump:
+        print(f"  bundle written to {args.dump} (replay with: vtatune sim run {args.dump})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    wl, hw, cfg = _config(args)
+    try:
+        prog = compile_program(wl, cfg.knobs, hw)
+    except MeasureError as exc:
+        return _invalid(args, wl, hw, cfg, exc)
+    inputs = prog.random_inputs(args.seed)
+    t0 = time.perf_counter()
+    out, result = prog.run(inputs, args.target)
+    wall = time.perf_counter() - t0
+    correct = None
+    if args.check:
+        correct = bool(np.array_equal(out, reference(prog.workload, inputs["data"], inputs["kernel"],
+                                                     inputs.get("bias"))))
+    doc = {"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs,
+           "target": args.target, "instructions": len(prog.insns), "counters": result.counters,
+           "correct": correct, "sim_wall_s": round(wall, 4)}
+    for key in ("cycles", "latency_ms", "gops"):
+        if hasattr(result, key):
+            doc[key] = getattr(result, key)
+    if args.json:
+        emit_json(doc)
+    else:
+        print(f"{wl.name or args.workload} index {cfg.index} on {args.target}: {len(prog.insns)} instructions, "
+              f"simulated in {wall:.3f} s")
+        print("  " + ", ".join(f"{k}={v}" for k, v in result.counters.items()))
+        if correct is not None:
+            print("  output matches the numpy reference" if correct else "  WRONG ANSWER against the numpy reference")
+    return 0 if correct in (None, True) else 1
+
+
+def _targets(name: str, hw):
+    if name in list_suites():
+        return [w for w in suite(name) if w.offloadable]
+    wl, _ = resolve_workload(name, hw)
+    return [wl]
+
+
+def cmd_sweep(args) -> int:
+    from ..hardware.config import HwConfig
+    hw = HwConfig.load(args.hw)
+    workloads = _targets(args.target, hw)
+    stats = []
+    t_all = time.perf_counter()
+    with open(args.output, "w", encoding="utf-8") as f:
+        for wl in workloads:
+            t0 = time.perf_counter()
+            counts = Counter()
+            n = 0
+            for rec in sweep(wl, hw, name=wl.name or args.target):
+                f.write(json.dumps(rec) + "\n")
+                counts[rec["reason"] or "valid"] += 1
+                n += 1
+            dt = time.perf_counter() - t0
+            stats.append({"workload": wl.name or args.target, "configs": n, "valid": counts["valid"],
+                          "valid_fraction": round(counts["valid"] / n, 4) if n else 0.0,
+                          "reasons": dict(counts), "seconds": round(dt, 3)})
+            if not args.json:
+                print(f"{stats[-1]['workload']:22s} {n:6d} configs  {counts['valid']:5d} valid "
+                      f"({100 * stats[-1]['valid_fraction']:5.1f} %)  {dt:6.2f} s", file=sys.stderr)
+    total = time.perf_counter() - t_all
+    if args.json:
+        emit_json({"hw": hw.name, "output": args.output, "seconds": round(total, 3), "workloads": stats})
+    else:
+        print(f"{sum(s['configs'] for s in stats)} configurations in {total:.2f} s -> {args.output}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from ..workloads.parse import parse_autotvm_input
+    rows = []
+    with open(args.log, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            row = {"line": lineno}
+            try:
+                rec = json.loads(line)
+                task = parse_autotvm_input(rec["input"], args.hw)
+                space = space_for(task.workload, task.hw)
+                given = rec["config"]
+                row.update(workload=task.workload.name or rec["input"][1], hw=task.hw.name,
+                           index=given.get("index"))
+                try:
+                    cfg = space.from_json_dict(given, check_index=True)
+                    row["index_matches"] = True
+                except VtatuneError as exc:
+                    row["index_matches"] = False
+                    row["index_error"] = str(exc)
+                    cfg = space.from_json_dict(given, check_index=False)
+                row["knobs"] = cfg.knobs
+                valid, cat, reason, msg = verdict(task.workload, cfg.knobs, task.hw)
+                row.update(valid=valid, category=cat, reason=reason, message=msg,
+                           recorded_error_no=rec.get("result", [None, None])[1])
+                if valid and args.check:
+                    prog = compile_program(task.workload, cfg.knobs, task.hw)
+                    inputs = prog.random_inputs(lineno)
+                    out, _ = prog.run(inputs, args.target)
+                    row["correct"] = bool(np.array_equal(out, reference(
+                        prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))))
+            except (KeyError, TypeError, ValueError, VtatuneError, UnsupportedError) as exc:
+                row.update(error=f"{type(exc).__name__}: {exc}")
+            rows.append(row)
+            if not args.json:
+                status = row.get("error") or ("valid" if row.get("valid") else f"invalid ({row.get('reason')})")
+                extra = "" if "correct" not in row else (" correct" if row["correct"] else " WRONG ANSWER")
+                match = "" if row.get("index_matches", True) else " [index does not decode to the entity]"
+                print(f"line {lineno}: {row.get('workload', '?')} index {row.get('index')}: {status}{extra}{match}")
+    if args.json:
+        emit_json(rows)
+    bad = any("error" in r or r.get("correct") is False for r in rows)
+    return 1 if bad else 0
