@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The test command of the README (and of .ci/run).
 # 1. installs vtatune with its test extras into .venv and runs the whole suite;
-# 2. proves the VTA core (hardware model, ISA, simulators) works with numpy 1.26 — the PYNQ
-#    board image pins numpy < 2 — by running the core and CLI tests in a second venv.
+# 2. proves the VTA core (hardware model, ISA, simulators, compiler) works with numpy 1.26 —
+#    the PYNQ board image pins numpy < 2 — by running those tests in a second venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n 2 "$@"
 
 [ -x .venv-np126/bin/python ] || "$PY" -m venv .venv-np126
 .venv-np126/bin/python -m pip install -q --disable-pip-version-check 'numpy==1.26.*' -e '.[test]'
 .venv-np126/bin/python -c 'import numpy; assert numpy.__version__.startswith("1.26"), numpy.__version__; print("numpy", numpy.__version__)'
-.venv-np126/bin/python -m pytest tests/core tests/cli "$@"
+.venv-np126/bin/python -m pytest -n 2 tests/core tests/cli tests/compiler "$@"

@@ -43,14 +43,17 @@ class UnsupportedError(VtatuneError):
 class FieldOverflowError(VtatuneError, ValueError):
     """A value does not fit the instruction or micro-op field it is encoded into."""
 
-    def __init__(self, field: str, value: int, width: int, signed: bool = False):
+    def __init__(self, field: str, value: int, width: int, signed: bool = False,
+                 insn_index: int | None = None):
         self.field = field
         self.value = value
         self.width = width
+        self.insn_index = insn_index
         lo, hi = ((-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed
                   else (0, (1 << width) - 1))
+        where = "" if insn_index is None else f" in instruction {insn_index}"
         super().__init__(
-            f"field {field!r}: value {value} does not fit {width} "
+            f"field {field!r}{where}: value {value} does not fit {width} "
             f"{'signed ' if signed else ''}bits (allowed {lo}..{hi})")
 
 

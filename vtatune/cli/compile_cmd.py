@@ -115,7 +115,7 @@ def cmd_run(args) -> int:
         correct = bool(np.array_equal(out, reference(prog.workload, inputs["data"], inputs["kernel"],
                                                      inputs.get("bias"))))
     doc = {"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs,
-           "target": args.target, "instructions": len(prog.insns), "counters": result.counters,
+           "target": args.target, "instructions": prog.insn_count, "counters": result.counters,
            "correct": correct, "sim_wall_s": round(wall, 4)}
     for key in ("cycles", "latency_ms", "gops"):
         if hasattr(result, key):
@@ -123,7 +123,7 @@ def cmd_run(args) -> int:
     if args.json:
         emit_json(doc)
     else:
-        print(f"{wl.name or args.workload} index {cfg.index} on {args.target}: {len(prog.insns)} instructions, "
+        print(f"{wl.name or args.workload} index {cfg.index} on {args.target}: {prog.insn_count} instructions, "
               f"simulated in {wall:.3f} s")
         print("  " + ", ".join(f"{k}={v}" for k, v in result.counters.items()))
         if correct is not None:

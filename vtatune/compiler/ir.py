@@ -308,8 +308,27 @@ def _replicate(var: str, n: int, node):
         return For(node.var, node.extent, _replicate(var, n, node.body))
     if isinstance(node, VThread):  # nested virtual threads
         return _replicate(var, n, Seq(_replicate(node.var, node.n, node.body).items))
-    # Scope, Dep, If, Bind: one copy per thread, in thread order
-    return [Bind({var: t}, node) for t in range(n)]
+    # Scope, Dep, If, Bind: one copy per thread, in thread order (distinct objects, so the
+    # second dependence pass can insert tokens into each copy separately)
+    return [Bind({var: t}, _clone(node)) for t in range(n)]
+
+
+def _clone(node):
+    if isinstance(node, Seq):
+        return Seq([_clone(i) for i in node.items])
+    if isinstance(node, For):
+        return For(node.var, node.extent, _clone(node.body))
+    if isinstance(node, If):
+        return If(node.cond, _clone(node.then), node.uses_thread)
+    if isinstance(node, Scope):
+        return Scope(node.qid, [_clone(i) for i in node.body])
+    if isinstance(node, Bind):
+        return Bind(dict(node.values), _clone(node.body))
+    if isinstance(node, Dep):
+        return Dep(node.push, node.frm, node.to)
+    if isinstance(node, VThread):
+        return VThread(node.var, node.n, _clone(node.body))
+    return node  # payloads are immutable
 
 
 def finalize(root):
@@ -343,33 +362,56 @@ class _BoundScope(Scope):
 # ----------------------------------------------------------------------------- emission
 def emit(node, env: dict, runtime) -> None:
     """Run the host program: loops iterate, tokens and payloads call the runtime."""
-    if isinstance(node, Seq):
-        for item in node.items:
-            emit(item, env, runtime)
-    elif isinstance(node, For):
-        for i in range(node.extent):
-            env[node.var] = i
-            emit(node.body, env, runtime)
-        env[node.var] = 0
-    elif isinstance(node, Scope):
-        for item in node.body:
-            emit(item, env, runtime)
-    elif isinstance(node, Bind):
-        saved = {k: env.get(k, 0) for k in node.values}
-        env.update(node.values)
-        emit(node.body, env, runtime)
-        env.update(saved)
-    elif isinstance(node, If):
-        if node.cond(env):
-            emit(node.then, env, runtime)
-    elif isinstance(node, Dep):
-        (runtime.dep_push if node.push else runtime.dep_pop)(node.frm, node.to)
-    elif isinstance(node, Payload):
-        node.run(env, runtime)
-    elif isinstance(node, VThread):
+    compile_host(node)(env, runtime)
+
+
+def compile_host(node) -> Callable[[dict, Any], None]:
+    """Turn the IR into nested Python closures once (no per-visit type dispatch): the host
+    program of a large layer runs hundreds of thousands of statements."""
+    if isinstance(node, Seq) or isinstance(node, Scope):
+        fns = [compile_host(i) for i in (node.items if isinstance(node, Seq) else node.body)]
+        if len(fns) == 1:
+            return fns[0]
+
+        def run_seq(env, rt, fns=tuple(fns)):
+            for f in fns:
+                f(env, rt)
+        return run_seq
+    if isinstance(node, For):
+        body, var, extent = compile_host(node.body), node.var, node.extent
+
+        def run_for(env, rt):
+            for i in range(extent):
+                env[var] = i
+                body(env, rt)
+            env[var] = 0
+        return run_for
+    if isinstance(node, Bind):
+        body, items = compile_host(node.body), tuple(node.values.items())
+
+        def run_bind(env, rt):
+            saved = [(k, env.get(k, 0)) for k, _ in items]
+            env.update(items)
+            body(env, rt)
+            env.update(saved)
+        return run_bind
+    if isinstance(node, If):
+        cond, then = node.cond, compile_host(node.then)
+
+        def run_if(env, rt):
+            if cond(env):
+                then(env, rt)
+        return run_if
+    if isinstance(node, Dep):
+        frm, to = node.frm, node.to
+        if node.push:
+            return lambda env, rt: rt.dep_push(frm, to)
+        return lambda env, rt: rt.dep_pop(frm, to)
+    if isinstance(node, Payload):
+        return node.run
+    if isinstance(node, VThread):
         raise TypeError("virtual threads must be injected before emission")
-    else:
-        raise TypeError(f"unknown IR node {node!r}")
+    raise TypeError(f"unknown IR node {node!r}")
 
 
 def walk_payloads(node) -> Iterable[Payload]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,19 @@ class Program:
     workload: Workload
     knobs: dict
     hw: HwConfig
-    insns: list
     uop_words: np.ndarray
     regions: dict            # name -> (physical address, bytes)
     insn_blob: bytes
     extra: dict = field(default_factory=dict)
+
+    @property
+    def insn_count(self) -> int:
+        return len(self.insn_blob) // isa.INSN_BYTES
+
+    @cached_property
+    def insns(self) -> list:
+        """The stream as instruction objects (decoded on demand)."""
+        return isa.decode_program(self.insn_blob, self.hw)
 
     @property
     def insn_addr(self) -> int:
@@ -128,7 +137,7 @@ class Program:
     def to_bundle(self, inputs: dict[str, np.ndarray]) -> Bundle:
         contents = self.dram_contents(inputs)
         regions = sorted((self.regions[n][0], contents[n]) for n in self.regions)
-        return Bundle(self.hw.name, self.insn_addr, len(self.insns), regions)
+        return Bundle(self.hw.name, self.insn_addr, self.insn_count, regions)
 
     def run(self, inputs: dict[str, np.ndarray], target: str = "fsim"):
         """Execute on a simulator; returns (output in the plain layout, RunResult)."""
@@ -138,7 +147,7 @@ class Program:
         for name, data in self.dram_contents(inputs).items():
             dram.map(self.regions[name][0], data)
         sim = create_simulator(target, self.hw, dram)
-        result = sim.run(self.insn_addr, len(self.insns))
+        result = sim.run(self.insn_addr, self.insn_count)
         addr, nbytes = self.regions["out"]
         raw = np.frombuffer(dram.read(addr, nbytes), dtype=np.int8)
         return self.extra["lowering"].unpack_output(raw), result
@@ -156,14 +165,13 @@ def compile_program(wl: Workload, knobs: dict, hw: HwConfig) -> Program:
     rt.synchronize()
     uop_bytes = max(4, 4 * len(rt.uop_words))
     uop_addr = dram.alloc(uop_bytes)
-    insns = rt.instructions(uop_addr // 4)
     try:
-        blob = isa.encode_program(insns, hw)
+        blob = rt.encode(uop_addr // 4)
     except FieldOverflowError as exc:
         raise field_overflow(exc) from None
     insn_addr = dram.alloc(len(blob))
     regions = {name: (bases[name], sizes[name]) for name in sizes}
     regions["uop"] = (uop_addr, uop_bytes)
     regions["insn"] = (insn_addr, len(blob))
-    return Program(wl.bind(hw), dict(knobs), hw, insns, np.array(rt.uop_words, dtype=np.uint32),
+    return Program(wl.bind(hw), dict(knobs), hw, np.array(rt.uop_words, dtype=np.uint32),
                    regions, blob, extra={"lowering": low})

@@ -210,6 +210,36 @@ class Runtime:
         self._ring_ptr = 0
 
     # ------------------------------------------------------------------ output
+    def encode(self, uop_base_elem: int) -> bytes:
+        """The stream encoded (vectorised per kind); micro-op DMA addresses are placed at
+        ``uop_base_elem``.  Raises FieldOverflowError for a value its field cannot hold."""
+        import numpy as np
+        lay = isa.layouts_for(self.hw)
+        n = len(self.insns)
+        lo = np.zeros(n, dtype=np.uint64)
+        hi = np.zeros(n, dtype=np.uint64)
+        groups: dict[str, list[int]] = {}
+        for i, ins in enumerate(self.insns):
+            groups.setdefault(ins.kind, []).append(i)
+        opcode = {"gemm": Opcode.GEMM, "alu": Opcode.ALU, "finish": Opcode.FINISH}
+        for kind, idx in groups.items():
+            layout = getattr(lay, "gemm" if kind == "finish" else kind)
+            names = [f.name for f in layout.fields if f.name != "opcode"]
+            table = np.zeros((len(idx), len(names)), dtype=np.int64)
+            for r, i in enumerate(idx):
+                f = self.insns[i].f
+                table[r] = [f.get(a, 0) for a in names]
+            cols = {a: table[:, j] for j, a in enumerate(names)}
+            if kind == "mem":
+                cols["opcode"] = np.array([self.insns[i].f["opcode"] for i in idx], dtype=np.int64)
+                rel = np.array([self.insns[i].f.get("uop_relative", False) for i in idx])
+                cols["dram_base"] = cols["dram_base"] + rel * uop_base_elem
+            else:
+                cols["opcode"] = np.full(len(idx), int(opcode[kind]), dtype=np.int64)
+            rows = np.asarray(idx)
+            lo[rows], hi[rows] = isa.encode_columns(layout, cols, kind.upper(), rows)
+        return np.stack([lo, hi], axis=1).astype("<u8").tobytes()
+
     def instructions(self, uop_base_elem: int) -> list:
         """The stream as ISA objects; micro-op DMA addresses are placed at ``uop_base_elem``
         (the micro-op region's physical address / 4)."""

@@ -98,30 +98,50 @@ class FunctionalSimulator:
             raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
         except DramRangeError as exc:
             raise DramRangeError(str(exc), field="insn_addr/insn_count") from None
-        insns = isa.decode_program(raw, self.hw)
-        return self._schedule(insns)
+        return self._schedule(*self._prepare(raw))
+
+    def _prepare(self, raw):
+        """Vectorised decode: per instruction its module, the token queues it pops and
+        pushes, and whether it only carries tokens (then no instruction object is built)."""
+        self._raw = np.asarray(raw, dtype=np.uint8).reshape(-1, isa.INSN_BYTES)
+        cols = isa.decode_fields(raw, self.hw)
+        mem = cols["mem"]
+        op, mt, xs = mem["opcode"], mem["memory_type"], mem["x_size"]
+        route = np.where(op == Opcode.STORE, 2,
+                         np.where((op == Opcode.LOAD) & ((mt == MemType.INP) | (mt == MemType.WGT)), 0, 1))
+        pads = mem["y_pad_0"] | mem["y_pad_1"] | mem["x_pad_0"] | mem["x_pad_1"]
+        noop = ((op == Opcode.LOAD) | (op == Opcode.STORE)) & (xs == 0) & ((mt != MemType.INP) | (pads == 0))
+        noop |= op > Opcode.ALU  # unknown opcodes: compute only honours their flags
+        flags = (mem["pop_prev"] | (mem["pop_next"] << 1) | (mem["push_prev"] << 2) | (mem["push_next"] << 3))
+        table = {}
+        for m_i, m in enumerate(MODULES):
+            for fl in range(16):
+                bits = dict(pop_prev=fl & 1, pop_next=fl >> 1 & 1, push_prev=fl >> 2 & 1, push_next=fl >> 3 & 1)
+                table[m_i, fl] = (
+                    tuple(q for (mm, f), q in POP_QUEUE.items() if mm == m and bits[f]),
+                    tuple(q for (mm, f), q in PUSH_QUEUE.items() if mm == m and bits[f]))
+        key = (route * 16 + flags).tolist()
+        lookup = [table[k // 16, k % 16] for k in range(48)]
+        need_give = [lookup[k] for k in key]
+        rows = np.flatnonzero(~noop)
+        objs: list = [None] * op.size
+        for r, insn in zip(rows.tolist(), isa.decode_program(self._raw[rows].ravel(), self.hw)):
+            objs[r] = insn
+        finish = (op == Opcode.FINISH).tolist()
+        return objs, [MODULES[r] for r in route.tolist()], need_give, finish
 
     # ------------------------------------------------------------------ scheduling
-    def _schedule(self, insns: list[isa.Instruction]) -> RunResult:
+    def _schedule(self, insns: list, routes: list, need_give: list, finish: list) -> RunResult:
         hw = self.hw
         # A module holds the instruction it is working on besides its FIFO's contents.
         cmd_capacity = hw.queues.insn_queue_depth + 1
         dep_capacity = hw.queues.dep_queue_depth
-        routes = [module_of(i) for i in insns]
         queues: dict[str, deque[int]] = {m: deque() for m in MODULES}
         tokens = {"l2g": 0, "g2l": 0, "s2g": 0, "g2s": 0}
         executed = {m: 0 for m in MODULES}
         pc = 0  # fetch position
         n = len(insns)
         finished = False
-        # Token queues each instruction pops / pushes (flags a module does not use are
-        # ignored, as in the HLS modules).
-        need_of, give_of = [], []
-        for insn, m in zip(insns, routes):
-            need_of.append(tuple(q for (mm, flag), q in POP_QUEUE.items()
-                                 if mm == m and getattr(insn, flag)))
-            give_of.append(tuple(q for (mm, flag), q in PUSH_QUEUE.items()
-                                 if mm == m and getattr(insn, flag)))
 
         while not finished:
             progress = False
@@ -133,21 +153,22 @@ class FunctionalSimulator:
                 q = queues[m]
                 while q:
                     idx = q[0]
-                    insn = insns[idx]
-                    need, give = need_of[idx], give_of[idx]
+                    need, give = need_give[idx]
                     if need and any(tokens[qn] == 0 for qn in need):
                         break
                     if give and any(tokens[qn] >= dep_capacity for qn in give):
                         break
                     for qn in need:
                         tokens[qn] -= 1
-                    self._exec(idx, insn, m)
+                    insn = insns[idx]
+                    if insn is not None:
+                        self._exec(idx, insn, m)
                     for qn in give:
                         tokens[qn] += 1
                     q.popleft()
                     executed[m] += 1
                     progress = True
-                    if isinstance(insn, FinishInsn):
+                    if finish[idx]:
                         finished = True
                         break
                 if finished:
@@ -170,14 +191,14 @@ class FunctionalSimulator:
         return RunResult(counters=dict(self.counters), insn_count=n, executed=executed,
                          leftover_tokens={k: v for k, v in tokens.items() if v})
 
-    def _deadlock_report(self, insns, queues, tokens, pc, routes, cmd_cap, dep_cap) -> str:
+    def _deadlock_report(self, insns, queues, tokens, pc, routes, cmd_cap, dep_cap, raw=None) -> str:
         parts = []
         for m in MODULES:
             q = queues[m]
             if not q:
                 parts.append(f"{m}: idle (queue empty)")
                 continue
-            insn = insns[q[0]]
+            insn = insns[q[0]] or isa.decode_program(self._raw[q[0]].tobytes(), self.hw)[0]
             need = [qn for flag, qn in
                     [(f, POP_QUEUE.get((m, f))) for f in ("pop_prev", "pop_next")]
                     if qn and getattr(insn, flag) and tokens[qn] == 0]
