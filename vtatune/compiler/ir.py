@@ -331,11 +331,21 @@ def _clone(node):
     return node  # payloads are immutable
 
 
-def finalize(root):
-    """The lowering pipeline that shapes the stream: lift scopes, sync, threads, sync."""
+SYNC_MODES = ("tvm-0.14", "single")
+
+
+def finalize(root, sync: str = "tvm-0.14"):
+    """The lowering pipeline that shapes the stream: lift scopes, sync, threads, and — as the
+    TVM v0.14 stack does (the reference programs carry its extra tokens) — sync again.
+    ``sync="single"`` stops after the thread injection: one token per thread and group, the
+    stream of earlier stacks (INFERRED from the TopHub timings, docs/tsim.md)."""
+    if sync not in SYNC_MODES:
+        raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
     root = lift_attr_scope(root)
     root = coproc_sync(root)
     root = inject_vthreads(root)
+    if sync == "single":
+        return root
     return coproc_sync(_unbind_scopes(root))
 
 

@@ -153,13 +153,15 @@ class Program:
         return self.extra["lowering"].unpack_output(raw), result
 
 
-def compile_program(wl: Workload, knobs: dict, hw: HwConfig) -> Program:
+def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = "tvm-0.14") -> Program:
+    """``sync`` selects the dependence-token scheme: ``"tvm-0.14"`` (default; byte-identical
+    to the TVM v0.14 stack) or ``"single"`` (one dependence pass, docs/compiler.md)."""
     low = check_config(wl, knobs, hw)
     dram = Dram()
     sizes = low.region_sizes()
     bases = {name: dram.alloc(nbytes) for name, nbytes in sizes.items()}
     low.place({name: (bases[name], sizes[name]) for name in sizes})
-    root = ir.finalize(low.build_ir())
+    root = ir.finalize(low.build_ir(), sync)
     rt = Runtime(hw)
     ir.emit(root, {}, rt)
     rt.synchronize()

@@ -22,7 +22,7 @@ VTA_KEYS = (
     "LOG_ACC_BUFF_SIZE",
 )
 #: Optional vtatune sections next to VTA's keys (VTA's own fields stay unchanged).
-EXTRA_SECTIONS = ("queues",)
+EXTRA_SECTIONS = ("queues", "timing")
 
 DEFAULT_NAME = "pynq_1x16_i8w8a32_15_15_18_17"
 SUPPORTED_HW_VER = "0.0.2"
@@ -83,6 +83,25 @@ class Queues:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Parameters of tsim's cycle model (docs/tsim.md says where each value comes from).
+    Cycle counts are accelerator clock cycles; host costs are ARM-side times."""
+
+    mem_latency: int = 16             # cycles from an AXI read request to its first beat
+    mem_write_latency: int = 16       # cycles from a write request to its acceptance
+    bus_bytes_per_cycle: float = 8.0  # sustained bytes per cycle of the shared 64-bit path
+    fetch_burst: int = 16             # instructions per fetch request
+    gemm_fill: int = 4                # GEMM pipeline fill per instruction (cycles)
+    alu_ii: int = 2                   # ALU initiation interval per micro-op iteration (HLS)
+    alu_fill: int = 4                 # ALU pipeline fill per instruction
+    nop_cycles: int = 1               # a token-only instruction
+    insn_overhead: int = 1            # per-instruction decode / handshake cycles
+    host_launch_us: float = 0.0       # host: launch, cache maintenance, completion polling
+    host_per_insn_ns: float = 0.0     # host: building one instruction in the runtime
+    host_per_uop_ns: float = 0.0      # host: recording one micro-op (first use per call)
+
+
+@dataclass(frozen=True)
 class SramBank:
     """SRAM organisation used for the HLS build (pkg_config banking)."""
 
@@ -109,6 +128,7 @@ class HwConfig:
     log_wgt_buff_size: int
     log_acc_buff_size: int
     queues: Queues = field(default_factory=Queues)
+    timing: Timing = field(default_factory=Timing)
     source: str = field(default="<dict>", compare=False)
 
     # ------------------------------------------------------------------ construction
@@ -140,7 +160,22 @@ class HwConfig:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ConfigurationError(f"queues.{key}", f"must be a positive integer, got {value!r}")
             queues = Queues(**q)
-        return cls(**{k.lower(): data[k] for k in VTA_KEYS}, queues=queues, source=source)
+        timing = Timing()
+        if "timing" in data:
+            t = data["timing"]
+            if not isinstance(t, Mapping):
+                raise ConfigurationError("timing", "must be an object")
+            values = {}
+            for key, value in t.items():
+                if key.startswith("_"):
+                    continue  # documentation entries
+                if key not in Timing.__dataclass_fields__:
+                    raise ConfigurationError(f"timing.{key}", "unknown key")
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                    raise ConfigurationError(f"timing.{key}", f"must be a non-negative number, got {value!r}")
+                values[key] = value
+            timing = Timing(**values)
+        return cls(**{k.lower(): data[k] for k in VTA_KEYS}, queues=queues, timing=timing, source=source)
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike | None = None) -> "HwConfig":
@@ -167,6 +202,8 @@ class HwConfig:
         out: dict[str, Any] = {k: getattr(self, k.lower()) for k in VTA_KEYS}
         if self.queues != Queues():
             out["queues"] = dict(vars(self.queues))
+        if self.timing != Timing():
+            out["timing"] = dict(vars(self.timing))
         return out
 
     def __post_init__(self) -> None:

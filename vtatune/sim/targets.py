@@ -11,10 +11,15 @@ def _fsim():
     return FunctionalSimulator
 
 
-SIMULATORS = {"fsim": _fsim}
+def _tsim():
+    from .tsim import TimingSimulator
+    return TimingSimulator
 
 
-def create_simulator(target: str, hw: HwConfig, dram: Dram | None = None):
+SIMULATORS = {"fsim": _fsim, "tsim": _tsim}
+
+
+def create_simulator(target: str, hw: HwConfig, dram: Dram | None = None, **options):
     if target not in SIMULATORS:
         raise ConfigurationError("target", f"unknown simulator {target!r}; available: {', '.join(SIMULATORS)}")
-    return SIMULATORS[target]()(hw, dram)
+    return SIMULATORS[target]()(hw, dram, **options)
