@@ -32,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--target", default="fsim", choices=sorted(SIMULATORS))
     p.add_argument("--check", action="store_true", help="compare the output with the numpy reference")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--trace", metavar="FILE.json", help="tsim: write a Chrome-trace (Perfetto) JSON of the pipeline")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="compile-only validity verdict of every configuration")
@@ -53,6 +54,8 @@ def register(sub) -> None:
 def _common(p) -> None:
     p.add_argument("workload", help="suite name (resnet18.C2), spec string or AutoTVM input")
     p.add_argument("--index", type=int, required=True, help="configuration index (AutoTVM order)")
+    p.add_argument("--sync", default="tvm-0.14", choices=["tvm-0.14", "single"],
+                   help="dependence-token scheme (docs/compiler.md); default: as TVM v0.14")
     add_hw(p)
     add_json(p)
 
@@ -79,7 +82,7 @@ def _invalid(args, wl, hw, cfg, exc) -> int:
 def cmd_compile(args) -> int:
     wl, hw, cfg = _config(args)
     try:
-        prog = compile_program(wl, cfg.knobs, hw)
+        prog = compile_program(wl, cfg.knobs, hw, sync=args.sync)
     except MeasureError as exc:
         return _invalid(args, wl, hw, cfg, exc)
     summary = prog.summary()
@@ -103,12 +106,15 @@ def cmd_compile(args) -> int:
 def cmd_run(args) -> int:
     wl, hw, cfg = _config(args)
     try:
-        prog = compile_program(wl, cfg.knobs, hw)
+        prog = compile_program(wl, cfg.knobs, hw, sync=args.sync)
     except MeasureError as exc:
         return _invalid(args, wl, hw, cfg, exc)
+    if args.trace and args.target != "tsim":
+        raise CLIUsageError("--trace needs --target tsim")
     inputs = prog.random_inputs(args.seed)
+    options = {"trace": True} if args.trace else {}
     t0 = time.perf_counter()
-    out, result = prog.run(inputs, args.target)
+    out, result = prog.run(inputs, args.target, **options)
     wall = time.perf_counter() - t0
     correct = None
     if args.check:
@@ -117,18 +123,38 @@ def cmd_run(args) -> int:
     doc = {"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs,
            "target": args.target, "instructions": prog.insn_count, "counters": result.counters,
            "correct": correct, "sim_wall_s": round(wall, 4)}
-    for key in ("cycles", "latency_ms", "gops"):
-        if hasattr(result, key):
-            doc[key] = getattr(result, key)
+    if hasattr(result, "timing_dict"):
+        doc.update(result.timing_dict())
+        if result.races:
+            doc["race_examples"] = result.races[:5]
+    if args.trace:
+        from ..sim.tsim import chrome_trace
+        with open(args.trace, "w", encoding="utf-8") as f:
+            json.dump(chrome_trace(result, hw.platform.freq_mhz), f)
     if args.json:
         emit_json(doc)
     else:
         print(f"{wl.name or args.workload} index {cfg.index} on {args.target}: {prog.insn_count} instructions, "
               f"simulated in {wall:.3f} s")
         print("  " + ", ".join(f"{k}={v}" for k, v in result.counters.items()))
+        if hasattr(result, "timing_dict"):
+            _print_timing(result)
+        if args.trace:
+            print(f"  trace written to {args.trace} (open in chrome://tracing or ui.perfetto.dev)")
         if correct is not None:
             print("  output matches the numpy reference" if correct else "  WRONG ANSWER against the numpy reference")
     return 0 if correct in (None, True) else 1
+
+
+def _print_timing(result) -> None:
+    print(f"  latency {result.latency_ms:.3f} ms (accelerator {result.accel_ms:.3f} ms = "
+          f"{result.cycles:.0f} cycles, host {result.host_ms:.3f} ms), {result.gops:.2f} GOPS")
+    print(f"  {'module':8s} {'insns':>7s} {'busy':>10s} {'token wait':>11s} {'memory wait':>12s} {'fetch wait':>11s}")
+    for m, st in result.modules.items():
+        print(f"  {m:8s} {st['insns']:7d} {st['busy']:10.0f} {st['stall_token']:11.0f} "
+              f"{st['stall_memory']:12.0f} {st['stall_fetch']:11.0f}")
+    if result.races:
+        print(f"  WARNING: {len(result.races)} data race(s), e.g. {result.races[0]}")
 
 
 def _targets(name: str, hw):
@@ -195,18 +221,29 @@ def cmd_replay(args) -> int:
                 valid, cat, reason, msg = verdict(task.workload, cfg.knobs, task.hw)
                 row.update(valid=valid, category=cat, reason=reason, message=msg,
                            recorded_error_no=rec.get("result", [None, None])[1])
-                if valid and args.check:
+                if valid and (args.check or args.target == "tsim"):
                     prog = compile_program(task.workload, cfg.knobs, task.hw)
                     inputs = prog.random_inputs(lineno)
-                    out, _ = prog.run(inputs, args.target)
-                    row["correct"] = bool(np.array_equal(out, reference(
-                        prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))))
+                    out, result = prog.run(inputs, args.target)
+                    if args.check:
+                        row["correct"] = bool(np.array_equal(out, reference(
+                            prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))))
+                    if hasattr(result, "latency_ms"):
+                        row.update(latency_ms=round(result.latency_ms, 4), cycles=round(result.cycles),
+                                   gops=round(result.gops, 3))
+                        costs = rec.get("result", [[None]])[0]
+                        if rec.get("result", [None, 1])[1] == 0 and costs and costs[0] is not None:
+                            row["recorded_ms"] = round(float(np.mean(costs)) * 1e3, 4)
             except (KeyError, TypeError, ValueError, VtatuneError, UnsupportedError) as exc:
                 row.update(error=f"{type(exc).__name__}: {exc}")
             rows.append(row)
             if not args.json:
                 status = row.get("error") or ("valid" if row.get("valid") else f"invalid ({row.get('reason')})")
                 extra = "" if "correct" not in row else (" correct" if row["correct"] else " WRONG ANSWER")
+                if "latency_ms" in row:
+                    extra += f" {row['latency_ms']:.3f} ms simulated"
+                    if "recorded_ms" in row:
+                        extra += f" (log: {row['recorded_ms']:.3f} ms)"
                 match = "" if row.get("index_matches", True) else " [index does not decode to the entity]"
                 print(f"line {lineno}: {row.get('workload', '?')} index {row.get('index')}: {status}{extra}{match}")
     if args.json:

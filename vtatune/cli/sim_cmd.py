@@ -23,17 +23,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     final, result = run_bundle(bundle, args.target)
     if args.output:
-        save_bundle(args.output, final, counters=result.counters)
+        save_bundle(args.output, final, counters=result.counters,
+                    timing=result.timing_dict() if hasattr(result, "timing_dict") else None)
+    timing = result.timing_dict() if hasattr(result, "timing_dict") else {}
     if args.json:
         emit_json({"bundle": args.bundle, "config": bundle.config, "target": args.target,
                    "insn_count": bundle.insn_count, "counters": result.counters,
                    "executed": result.executed, "leftover_tokens": result.leftover_tokens,
-                   "output": args.output})
+                   "output": args.output, **timing})
         return 0
     print(f"{args.bundle}: {bundle.insn_count} instructions on {args.target} ({bundle.config})")
     print("executed per module: " + ", ".join(f"{k} {v}" for k, v in result.executed.items()))
     for k, v in result.counters.items():
         print(f"  {k:18s} {v}")
+    if timing:
+        from .compile_cmd import _print_timing
+        _print_timing(result)
     if result.leftover_tokens:
         print(f"warning: tokens left in queues at FINISH: {result.leftover_tokens}")
     if args.output:

@@ -139,14 +139,15 @@ class Program:
         regions = sorted((self.regions[n][0], contents[n]) for n in self.regions)
         return Bundle(self.hw.name, self.insn_addr, self.insn_count, regions)
 
-    def run(self, inputs: dict[str, np.ndarray], target: str = "fsim"):
-        """Execute on a simulator; returns (output in the plain layout, RunResult)."""
+    def run(self, inputs: dict[str, np.ndarray], target: str = "fsim", **options):
+        """Execute on a simulator (``options`` go to it, e.g. ``trace=True`` for tsim);
+        returns (output in the plain layout, RunResult)."""
         from ..sim.targets import create_simulator
 
         dram = Dram()
         for name, data in self.dram_contents(inputs).items():
             dram.map(self.regions[name][0], data)
-        sim = create_simulator(target, self.hw, dram)
+        sim = create_simulator(target, self.hw, dram, **options)
         result = sim.run(self.insn_addr, self.insn_count)
         addr, nbytes = self.regions["out"]
         raw = np.frombuffer(dram.read(addr, nbytes), dtype=np.int8)

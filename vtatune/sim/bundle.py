@@ -110,7 +110,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
 
 
 def save_bundle(path: str | os.PathLike, bundle: Bundle, counters: dict | None = None,
-                compressed: bool = True) -> None:
+                compressed: bool = True, timing: dict | None = None) -> None:
     arrays: dict[str, np.ndarray] = {
         "config": np.array(bundle.config),
         "insn_addr": np.array(bundle.insn_addr, dtype=np.int64),
@@ -121,6 +121,8 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle, counters: dict | None =
         arrays[f"region_{k}"] = np.asarray(data, dtype=np.uint8)
     if counters is not None:
         arrays["counters"] = np.array(json.dumps(counters, sort_keys=True))
+    if timing is not None:
+        arrays["timing"] = np.array(json.dumps(timing, sort_keys=True))
     (np.savez_compressed if compressed else np.savez)(path, **arrays)
 
 
