@@ -292,8 +292,10 @@ class TimingSimulator(FunctionalSimulator):
             end, wait = self._duration(insn, start)
             if insn is not None and self.functional:
                 self._exec(idx, insn, m)
-            elif insn is not None and isinstance(insn, (GemmInsn, AluInsn)) and self.check_races:
-                self._plan_only(idx, insn)
+            elif insn is not None:
+                self._count_only(insn)
+                if isinstance(insn, (GemmInsn, AluInsn)) and self.check_races:
+                    self._plan_only(idx, insn)
             if self.check_races:
                 self._accesses(idx, insn, m)
             for qn in give:
@@ -316,6 +318,30 @@ class TimingSimulator(FunctionalSimulator):
             raise UnfinishedWorkError(f"FINISH executed with instructions not yet executed "
                                       f"(queued per module: {left}; not yet fetched: {n - pc})")
         return self._result(n, executed, tokens, stats, end_time, trace)
+
+    def _count_only(self, insn) -> None:
+        """Timing-only mode: the profiler counters without moving data (fsim's formulas)."""
+        hw, c = self.hw, self.counters
+        if isinstance(insn, MemInsn):
+            xs, ys = insn.x_size, insn.y_size
+            if not xs:
+                return
+            if insn.opcode == Opcode.STORE:
+                c["out_store_nbytes"] += xs * ys * hw.batch * hw.block_out * hw.out_width // 8
+            else:
+                key = {MemType.INP: ("inp_load_nbytes", hw.inp_elem_bytes),
+                       MemType.WGT: ("wgt_load_nbytes", hw.wgt_elem_bytes),
+                       MemType.ACC: ("acc_load_nbytes", hw.acc_elem_bytes),
+                       MemType.ACC_8BIT: ("acc_load_nbytes", hw.acc_elem_bytes),
+                       MemType.UOP: ("uop_load_nbytes", 4)}.get(insn.memory_type)
+                if key:
+                    c[key[0]] += xs * ys * key[1]
+        elif isinstance(insn, (GemmInsn, AluInsn)):
+            n = max(0, insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
+            if isinstance(insn, AluInsn):
+                c["alu_counter"] += n
+            elif not insn.reset_reg:
+                c["gemm_counter"] += n
 
     def _plan_only(self, idx: int, insn) -> None:
         """Timing-only mode: build the index plan (for the race check), move no data."""
