@@ -293,7 +293,10 @@ class TimingSimulator(FunctionalSimulator):
             if insn is not None and self.functional:
                 self._exec(idx, insn, m)
             elif insn is not None:
-                self._count_only(insn)
+                if isinstance(insn, MemInsn) and insn.memory_type == MemType.UOP and insn.opcode == Opcode.LOAD:
+                    self._exec(idx, insn, m)  # like the profiler's skip mode: micro-ops still load
+                else:
+                    self._count_only(insn)
                 if isinstance(insn, (GemmInsn, AluInsn)) and self.check_races:
                     self._plan_only(idx, insn)
             if self.check_races:
