@@ -130,3 +130,7 @@ class InvalidConfigError(MeasureError):
     the category) where the real mechanism fails: lowering (COMPILE_HOST = 2), the VTA
     runtime library's checks on the board (RUNTIME_DEVICE = 4), or silent field truncation
     that only correctness checking would catch (WRONG_ANSWER = 5)."""
+
+
+class RecordDecodeError(VtatuneError, ValueError):
+    """A tuning-log record that does not have the AutoTVM v0.2 structure."""

@@ -12,7 +12,7 @@ import numpy as np
 from ..compiler.program import compile_program
 from ..compiler.reference import reference
 from ..compiler.sweep import sweep, verdict
-from ..errors import CLIUsageError, MeasureError, UnsupportedError, VtatuneError
+from ..errors import CLIUsageError, MeasureError, RecordDecodeError, UnsupportedError, VtatuneError
 from ..sim.bundle import save_bundle
 from ..sim.targets import SIMULATORS
 from ..space import space_for
@@ -194,57 +194,85 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def cmd_replay(args) -> int:
+def _record(line: str) -> dict:
+    """Parse one AutoTVM v0.2 log line, checking the structure it must have."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordDecodeError(f"not JSON: {exc}") from None
+    if not isinstance(rec, dict):
+        raise RecordDecodeError("a log record is a JSON object")
+    for key, kind in (("input", list), ("config", dict)):
+        if not isinstance(rec.get(key), kind):
+            raise RecordDecodeError(f"field {key!r} must be a JSON {kind.__name__}")
+    result = rec.get("result")
+    if result is not None and not (isinstance(result, list) and len(result) >= 2
+                                   and isinstance(result[0], list)):
+        raise RecordDecodeError("field 'result' must be [costs, error_no, all_cost, timestamp]")
+    return rec
+
+
+def _replay_row(rec: dict, lineno: int, args) -> dict:
     from ..workloads.parse import parse_autotvm_input
+    row: dict = {"line": lineno}
+    task = parse_autotvm_input(rec["input"], args.hw)
+    space = space_for(task.workload, task.hw)
+    given = rec["config"]
+    row.update(workload=task.workload.name or rec["input"][1], hw=task.hw.name, index=given.get("index"))
+    try:
+        cfg = space.from_json_dict(given, check_index=False)
+    except VtatuneError as exc:
+        row["entity_error"] = str(exc)  # the entity itself is not a point of this space
+        row["index_matches"] = False
+        return row
+    row["index_matches"] = given.get("index") in (None, cfg.index)
+    if not row["index_matches"]:
+        row["index_error"] = f"record index {given.get('index')} does not match its entity, which is index {cfg.index}"
+    row["knobs"] = cfg.knobs
+    valid, cat, reason, msg = verdict(task.workload, cfg.knobs, task.hw)
+    result = rec.get("result") or [[], None]
+    row.update(valid=valid, category=cat, reason=reason, message=msg, recorded_error_no=result[1])
+    if valid and (args.check or args.target == "tsim"):
+        prog = compile_program(task.workload, cfg.knobs, task.hw)
+        inputs = prog.random_inputs(lineno)
+        out, res = prog.run(inputs, args.target)
+        if args.check:
+            row["correct"] = bool(np.array_equal(out, reference(
+                prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))))
+        if hasattr(res, "latency_ms"):
+            row.update(latency_ms=round(res.latency_ms, 4), cycles=round(res.cycles), gops=round(res.gops, 3))
+            costs = [c for c in result[0] if isinstance(c, (int, float))]
+            if result[1] == 0 and costs:
+                row["recorded_ms"] = round(float(np.mean(costs)) * 1e3, 4)
+    return row
+
+
+def cmd_replay(args) -> int:
     rows = []
     with open(args.log, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            row = {"line": lineno}
             try:
-                rec = json.loads(line)
-                task = parse_autotvm_input(rec["input"], args.hw)
-                space = space_for(task.workload, task.hw)
-                given = rec["config"]
-                row.update(workload=task.workload.name or rec["input"][1], hw=task.hw.name,
-                           index=given.get("index"))
-                try:
-                    cfg = space.from_json_dict(given, check_index=True)
-                    row["index_matches"] = True
-                except VtatuneError as exc:
-                    row["index_matches"] = False
-                    row["index_error"] = str(exc)
-                    cfg = space.from_json_dict(given, check_index=False)
-                row["knobs"] = cfg.knobs
-                valid, cat, reason, msg = verdict(task.workload, cfg.knobs, task.hw)
-                row.update(valid=valid, category=cat, reason=reason, message=msg,
-                           recorded_error_no=rec.get("result", [None, None])[1])
-                if valid and (args.check or args.target == "tsim"):
-                    prog = compile_program(task.workload, cfg.knobs, task.hw)
-                    inputs = prog.random_inputs(lineno)
-                    out, result = prog.run(inputs, args.target)
-                    if args.check:
-                        row["correct"] = bool(np.array_equal(out, reference(
-                            prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))))
-                    if hasattr(result, "latency_ms"):
-                        row.update(latency_ms=round(result.latency_ms, 4), cycles=round(result.cycles),
-                                   gops=round(result.gops, 3))
-                        costs = rec.get("result", [[None]])[0]
-                        if rec.get("result", [None, 1])[1] == 0 and costs and costs[0] is not None:
-                            row["recorded_ms"] = round(float(np.mean(costs)) * 1e3, 4)
-            except (KeyError, TypeError, ValueError, VtatuneError, UnsupportedError) as exc:
-                row.update(error=f"{type(exc).__name__}: {exc}")
+                row = _replay_row(_record(line), lineno, args)
+            except (VtatuneError, UnsupportedError) as exc:
+                row = {"line": lineno, "error": f"{type(exc).__name__}: {exc}"}
             rows.append(row)
             if not args.json:
-                status = row.get("error") or ("valid" if row.get("valid") else f"invalid ({row.get('reason')})")
+                if "error" in row:
+                    status = row["error"]
+                elif "entity_error" in row:
+                    status = f"entity is not a point of the space: {row['entity_error']}"
+                else:
+                    status = "valid" if row.get("valid") else f"invalid ({row.get('reason')})"
                 extra = "" if "correct" not in row else (" correct" if row["correct"] else " WRONG ANSWER")
                 if "latency_ms" in row:
                     extra += f" {row['latency_ms']:.3f} ms simulated"
                     if "recorded_ms" in row:
                         extra += f" (log: {row['recorded_ms']:.3f} ms)"
-                match = "" if row.get("index_matches", True) else " [index does not decode to the entity]"
+                match = "" if row.get("index_matches", True) or "entity_error" in row else \
+                    " [index does not decode to the entity]"
                 print(f"line {lineno}: {row.get('workload', '?')} index {row.get('index')}: {status}{extra}{match}")
     if args.json:
         emit_json(rows)
