@@ -169,7 +169,9 @@ class MemInsn(_Insn):
 
 
 @dataclass(frozen=True)
-class GemmInsn(_Insn):
+class _LoopInsn(_Insn):
+    """Fields shared by GEMM and ALU: the micro-op range and the two-level loop."""
+
     reset_reg: int = 0
     uop_bgn: int = 0
     uop_end: int = 0
@@ -179,6 +181,10 @@ class GemmInsn(_Insn):
     dst_factor_in: int = 0
     src_factor_out: int = 0
     src_factor_in: int = 0
+
+
+@dataclass(frozen=True)
+class GemmInsn(_LoopInsn):
     wgt_factor_out: int = 0
     wgt_factor_in: int = 0
     opcode: ClassVar[int] = Opcode.GEMM
@@ -186,16 +192,7 @@ class GemmInsn(_Insn):
 
 
 @dataclass(frozen=True)
-class AluInsn(_Insn):
-    reset_reg: int = 0
-    uop_bgn: int = 0
-    uop_end: int = 0
-    iter_out: int = 0
-    iter_in: int = 0
-    dst_factor_out: int = 0
-    dst_factor_in: int = 0
-    src_factor_out: int = 0
-    src_factor_in: int = 0
+class AluInsn(_LoopInsn):
     alu_opcode: int = AluOp.MIN
     use_imm: int = 0
     imm: int = 0
