@@ -1,0 +1,137 @@
+"""One measurement: compile (the builder) then run on a target (the runner).
+
+Targets are URL-like strings: ``tsim`` (cycle model; cost = simulated latency per call),
+``fsim`` (functional only; cost = the simulator's wall time, not a hardware time) and, later,
+``pynq://HOST:PORT``.  An invalid configuration costs no device time: the builder returns
+its typed error with the category the original stack would have recorded.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ErrorCategory, MeasureError, UnsupportedError, VtatuneError
+
+FAILED_COST = 1e9  # AutoTVM's stand-in cost of a failed measurement
+
+
+@dataclass(frozen=True)
+class MeasureInput:
+    workload: str            # suite name, spec string or AutoTVM input JSON
+    hw: str                  # hardware configuration name or JSON file
+    index: int               # configuration index in the template's space
+    target: str = "tsim"
+    number: int = 1          # AutoTVM's `number`: costs repeated this many times
+    check: bool = False      # compare with the numpy reference (WRONG_ANSWER on mismatch)
+    sync: str = "tvm-0.14"   # dependence-token scheme of the compiler
+
+
+@dataclass
+class MeasureResult:
+    costs: tuple
+    error_no: int
+    all_cost: float
+    timestamp: float
+    reason: str = ""
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.error_no == 0
+
+    @property
+    def mean_cost(self) -> float:
+        return float(np.mean(self.costs)) if self.valid else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"costs": list(self.costs), "error_no": self.error_no, "all_cost": self.all_cost,
+                "timestamp": self.timestamp, "reason": self.reason, "message": self.message,
+                "extra": self.extra}
+
+    @staticmethod
+    def from_dict(d: dict) -> "MeasureResult":
+        return MeasureResult(tuple(d["costs"]), int(d["error_no"]), float(d["all_cost"]),
+                             float(d["timestamp"]), d.get("reason", ""), d.get("message", ""),
+                             d.get("extra", {}))
+
+    @staticmethod
+    def failure(category: ErrorCategory, reason: str, message: str, started: float) -> "MeasureResult":
+        now = time.time()
+        return MeasureResult((FAILED_COST,), int(category), now - started, now, reason, message)
+
+
+def _resolve(inp: MeasureInput):
+    from ..hardware.config import HwConfig
+    from ..space import space_for
+    from ..workloads.suites import resolve_workload
+    hw = HwConfig.load(inp.hw)
+    wl, hw = resolve_workload(inp.workload, hw)
+    return wl, hw, space_for(wl, hw).get(inp.index)
+
+
+def build(inp: MeasureInput):
+    """The builder: compile one configuration (no device time)."""
+    from ..compiler.program import compile_program
+    wl, hw, cfg = _resolve(inp)
+    return compile_program(wl, cfg.knobs, hw, sync=inp.sync)
+
+
+def run(prog, inp: MeasureInput) -> tuple[tuple, dict]:
+    """The runner: execute on the target; returns (costs in seconds, extra figures)."""
+    from ..compiler.reference import reference
+    target = inp.target
+    if target.startswith("pynq://"):
+        raise UnsupportedError(f"target {target!r}: the PYNQ board runner is not part of this release")
+    inputs = prog.random_inputs(inp.index)
+    t0 = time.perf_counter()
+    out, res = prog.run(inputs, target, **({"functional": inp.check} if target == "tsim" else {}))
+    wall = time.perf_counter() - t0
+    extra = {"instructions": prog.insn_count}
+    if target == "tsim":
+        cost = res.latency_ms / 1e3
+        extra.update(cycles=round(res.cycles), gops=round(res.gops, 3), races=len(res.races))
+    else:
+        cost = wall
+    if inp.check:
+        expected = reference(prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))
+        if not np.array_equal(out, expected):
+            raise MeasureError(ErrorCategory.WRONG_ANSWER, "wrong_answer",
+                               "output differs from the numpy reference")
+    return (cost,) * max(1, inp.number), extra
+
+
+def measure_one(inp: MeasureInput, on_phase=None) -> MeasureResult:
+    """Build and run one configuration; every failure becomes a typed result.
+    ``on_phase("build" | "run")`` is called when a phase starts (the pool's timeouts)."""
+    started = time.time()
+    try:
+        if on_phase:
+            on_phase("build")
+        prog = build(inp)
+    except MeasureError as exc:
+        return MeasureResult.failure(exc.category, exc.reason, exc.message, started)
+    except UnsupportedError as exc:
+        return MeasureResult.failure(ErrorCategory.UNKNOWN_ERROR, "not_modelled", str(exc), started)
+    except VtatuneError as exc:
+        return MeasureResult.failure(ErrorCategory.INSTANTIATION_ERROR, "instantiation", str(exc), started)
+    except Exception as exc:  # a compiler bug must not stop tuning: record it with its traceback
+        return MeasureResult.failure(ErrorCategory.COMPILE_HOST, "build_crashed",
+                                     f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}", started)
+    try:
+        if on_phase:
+            on_phase("run")
+        costs, extra = run(prog, inp)
+    except MeasureError as exc:
+        return MeasureResult.failure(exc.category, exc.reason, exc.message, started)
+    except VtatuneError as exc:
+        return MeasureResult.failure(ErrorCategory.RUNTIME_DEVICE, "runtime_error", f"{type(exc).__name__}: {exc}", started)
+    except Exception as exc:
+        return MeasureResult.failure(ErrorCategory.RUNTIME_DEVICE, "run_crashed",
+                                     f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}", started)
+    now = time.time()
+    return MeasureResult(costs, 0, now - started, now, extra=extra)
