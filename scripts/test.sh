@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
+# CI: a PostgreSQL server from Debian's packages for the database tests (they fail, not
+# skip, when CI is set and no server is configured).
+if [ -n "${CI:-}" ] && [ -z "${VTATUNE_TEST_POSTGRES_URL:-}" ]; then
+    VTATUNE_TEST_POSTGRES_URL="$(bash scripts/ci_postgres.sh)"
+    export VTATUNE_TEST_POSTGRES_URL
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 .venv/bin/python -m pytest -n 2 "$@"

@@ -134,3 +134,24 @@ class InvalidConfigError(MeasureError):
 
 class RecordDecodeError(VtatuneError, ValueError):
     """A tuning-log record that does not have the AutoTVM v0.2 structure."""
+
+
+class StorageError(VtatuneError):
+    """Any fault of the tuning-record database (driver errors are wrapped in it), or a missing
+    optional dependency of it (SQLAlchemy, psycopg)."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was written with a schema this version of vtatune does not know.
+
+    ``found`` is the database's schema version, ``supported`` this vtatune's.
+    """
+
+    def __init__(self, found: int | str | None, supported: int, url: str = ""):
+        self.found = found
+        self.supported = supported
+        self.url = url
+        where = f"{url}: " if url else ""
+        super().__init__(
+            f"{where}database schema version {found} is not supported (this vtatune reads and "
+            f"writes version {supported}); use a vtatune release that supports it")

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Time every valid configuration of workloads on tsim (the exhaustive ground truth).
+
+    python scripts/exhaustive_tsim.py resnet18 [-o docs/data/resnet18_tsim.jsonl] [--workers 2]
+
+Validity comes from the compile-only sweep; each valid configuration is measured with the
+measurement pool (tsim, timing only).  The output has one JSON line per valid configuration
+(workload, index, cost_s, gops) and is resumable: lines already in the file are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from vtatune.compiler.sweep import sweep
+from vtatune.hardware.config import HwConfig
+from vtatune.measure import MeasureInput, MeasurePool
+from vtatune.workloads.suites import get_workload, list_suites, suite
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("target", help="suite or workload")
+    ap.add_argument("-o", "--output", default=None)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sync", default="tvm-0.14")
+    args = ap.parse_args()
+    hw = HwConfig.load()
+    wls = [w for w in suite(args.target) if w.offloadable] if args.target in list_suites() else \
+        [get_workload(args.target, hw)]
+    out = args.output or f"docs/data/{args.target}_tsim.jsonl"
+    done = set()
+    if os.path.exists(out):
+        with open(out) as f:
+            for line in f:
+                r = json.loads(line)
+                done.add((r["workload"], r["index"]))
+    t0 = time.perf_counter()
+    with MeasurePool(args.workers, build_timeout=600, run_timeout=600) as pool, open(out, "a") as f:
+        for wl in wls:
+            wl = wl.bind(hw)
+            valid = [r["index"] for r in sweep(wl, hw) if r["valid"] and (wl.name, r["index"]) not in done]
+            t1 = time.perf_counter()
+            for lo in range(0, len(valid), 16):
+                part = valid[lo:lo + 16]
+                res = pool.measure([MeasureInput(wl.name, hw.name, i, "tsim", sync=args.sync) for i in part])
+                for i, r in zip(part, res):
+                    f.write(json.dumps({"workload": wl.name, "index": i, "error_no": r.error_no,
+                                        "cost_s": r.costs[0] if r.error_no == 0 else None,
+                                        "gops": r.extra.get("gops"), "reason": r.reason}) + "\n")
+                f.flush()
+            print(f"{wl.name}: {len(valid)} valid configurations timed in {time.perf_counter() - t1:.0f} s", flush=True)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Storage contract (SQLite and, when a server is given, PostgreSQL): insert-or-ignore, queries,
+best-config lookup, stats, schema version, URLs, SQLite WAL and lock retries."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from db_workers import HW, KEY, make_record
+
+from vtatune.db.records import workload_key
+from vtatune.errors import SchemaVersionError, StorageError
+
+OTHER_HW = "pynq_4x8_i8w8a32_15_16_16_18"
+OTHER_KEY = workload_key("dense_packed.vta", [["TENSOR", [1, 32, 1, 16], "int8"],
+                                              ["TENSOR", [64, 32, 16, 16], "int8"], None,
+                                              "int32"])
+
+
+def test_add_and_read_back_every_field(db):
+    recs = [make_record(i) for i in range(5)] + [make_record(9, error_no=4)]
+    assert db.add(recs) == 6
+    assert db.records() == recs  # every field round-trips, in insertion order
+
+
+def test_same_record_twice_is_inserted_once(db):
+    r = make_record(1)
+    assert db.add([r]) == 1
+    assert db.add([r]) == 0
+    assert db.add([make_record(2), make_record(2)]) == 1  # duplicates within one call
+    # the dedupe key ignores the costs: the same measurement reported again is dropped ...
+    assert db.add([make_record(1, cost=0.5)]) == 0
+    # ... a deliberate re-measurement takes a new attempt, another source is another record
+    assert db.add([make_record(1, cost=0.5, attempt=1)]) == 1
+    assert db.add([make_record(1, source="imported")]) == 1
+    assert len(db.records()) == 4
+    assert db.add([]) == 0
+
+
+def test_records_filters(db):
+    db.add([make_record(1), make_record(2, hw=OTHER_HW), make_record(3, key=OTHER_KEY),
+            make_record(4, source="predicted")])
+    assert [r.config_index for r in db.records()] == [1, 2, 3, 4]
+    assert [r.config_index for r in db.records(workload_key=KEY)] == [1, 2, 4]
+    assert [r.config_index for r in db.records(hw=OTHER_HW)] == [2]
+    assert [r.config_index for r in db.records(KEY, HW, "predicted")] == [4]
+    assert [r.config_index for r in db.records(source=("measured", "imported"))] == [1, 2, 3]
+    assert db.records(workload_key="nope") == []
+    with pytest.raises(StorageError, match="source"):
+        db.records(source="guessed")
+
+
+def test_workload_name_filled_in_later(db):
+    imported = make_record(1, source="imported")
+    imported.workload_name = ""
+    db.add([imported])
+    assert db.records()[0].workload_name == ""
+    db.add([make_record(2)])  # knows the name resnet18.C2
+    assert {r.workload_name for r in db.records()} == {"resnet18.C2"}
+
+
+def test_best_lowest_mean_cost_failures_ignored(db):
+    from vtatune.db import best_config
+    from vtatune.db.best import best_record
+
+    db.add([
+        make_record(1, cost=0.004),
+        make_record(2, cost=0.001, error_no=4),            # failed: never best
+        make_record(3, cost=0.0001, source="predicted"),    # predicted: not a measurement
+        make_record(4, cost=0.003),
+        make_record(5, cost=0.002, hw=OTHER_HW),            # another hardware
+        make_record(6, cost=0.003, timestamp=1.0),          # ties with 4, stored later
+        make_record(7, cost=0.0035, source="imported"),
+    ])
+    best = db.best(KEY, HW)
+    assert [r.config_index for r in best] == [4]
+    assert [r.config_index for r in db.best(KEY, HW, k=4)] == [4, 6, 7, 1]
+    assert best_config(db, KEY, HW) == make_record(4).config
+    assert best_record(db, KEY, OTHER_HW).config_index == 5
+    assert best_config(db, OTHER_KEY, HW) is None
+    assert db.best("nope", HW) == []
+
+
+def test_best_across_target_strings_of_one_model(db):
+    """AutoTVM keys the best by target model: TopHub's older target string counts too."""
+    a = make_record(1, cost=0.004)
+    b = make_record(2, cost=0.001, source="imported")
+    b.target = f"ext_dev -device=vta -keys=cpu -model={HW}"
+    db.add([a, b])
+    assert [r.config_index for r in db.best(KEY, HW)] == [2]
+
+
+def test_measured_indices(db):
+    db.add([make_record(1), make_record(2, error_no=2), make_record(3, source="imported"),
+            make_record(4, source="predicted"), make_record(5, hw=OTHER_HW),
+            make_record(6, key=OTHER_KEY)])
+    assert db.measured_indices(KEY, HW) == {1, 2, 3}
+    assert db.measured_indices(KEY, HW, sources=("measured",)) == {1, 2}
+    assert db.measured_indices(KEY, HW, sources=("measured", "imported", "predicted")) == {
+        1, 2, 3, 4}
+    assert db.measured_indices(KEY, OTHER_HW) == {5}
+    assert db.measured_indices("nope", HW) == set()
+
+
+def test_stats(db):
+    db.add([make_record(1), make_record(2, error_no=2), make_record(3, source="imported"),
+            make_record(4, source="predicted", error_no=2), make_record(5, hw=OTHER_HW),
+            make_record(6, key=OTHER_KEY)])
+    s = db.stats()
+    assert s["total"] == 6
+    assert s["workload"] == {KEY: 5, OTHER_KEY: 1}
+    assert s["hw"] == {HW: 5, OTHER_HW: 1}
+    assert s["source"] == {"measured": 4, "imported": 1, "predicted": 1}
+    assert s["error_no"] == {0: 4, 2: 2}
+    assert sum(g["count"] for g in s["groups"]) == 6
+    assert {"workload_key": KEY, "workload_name": "resnet18.C2", "hw": HW,
+            "source": "predicted", "error_no": 2, "count": 1} in s["groups"]
+
+
+def test_reopen_keeps_records(db_url):
+    from vtatune.db import open_db
+
+    with open_db(db_url) as a:
+        a.add([make_record(1)])
+    with open_db(db_url) as b:
+        assert len(b.records()) == 1
+
+
+def test_newer_schema_refused(db_url):
+    import sqlalchemy as sa
+
+    from vtatune.db import open_db
+    from vtatune.db.storage import SCHEMA_VERSION
+
+    open_db(db_url).close()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                     {"v": str(SCHEMA_VERSION + 1)})
+    engine.dispose()
+    with pytest.raises(SchemaVersionError) as info:
+        open_db(db_url)
+    assert info.value.found == SCHEMA_VERSION + 1 and info.value.supported == SCHEMA_VERSION
+    assert isinstance(info.value, StorageError)
+
+
+def test_foreign_tables_refused(tmp_path):
+    from vtatune.db import open_db
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE records (x INTEGER)")
+    with pytest.raises(SchemaVersionError, match="no meta"):
+        open_db(f"sqlite:///{path}")
+
+
+# ---------------------------------------------------------------------- URLs and SQLite
+def test_default_url_is_a_file_in_the_working_directory(tmp_path, monkeypatch):
+    from vtatune.db import open_db
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VTATUNE_DB", raising=False)
+    with open_db() as db:
+        db.add([make_record(1)])
+        assert db.url == "sqlite:///vtatune.db"
+    assert (tmp_path / "vtatune.db").is_file()
+    other = tmp_path / "env.db"
+    monkeypatch.setenv("VTATUNE_DB", f"sqlite:///{other}")
+    with open_db() as db:
+        assert db.records() == []
+    assert other.is_file()
+    with open_db(f"sqlite:///{tmp_path / 'arg.db'}") as db:  # an argument beats the env
+        assert db.url.endswith("arg.db")
+
+
+def test_sqlite_wal_and_busy_timeout(tmp_path):
+    from vtatune.db import open_db
+
+    path = tmp_path / "w.db"
+    with open_db(f"sqlite:///{path}") as db:
+        db.add([make_record(1)])
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_in_memory_sqlite(tmp_path):
+    from vtatune.db import open_db
+
+    with open_db("sqlite://") as db:
+        assert db.add([make_record(1), make_record(1)]) == 1
+        assert len(db.records()) == 1
+
+
+def test_bad_urls_raise_storage_error(tmp_path):
+    from vtatune.db import open_db
+
+    with pytest.raises(StorageError, match="not a database URL"):
+        open_db("no url at all")
+    with pytest.raises(StorageError, match="unsupported database"):
+        open_db("mysql://u:p@localhost/db")
+    with pytest.raises(StorageError, match="unable to open"):  # driver error, wrapped
+        open_db(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+
+
+def test_password_hidden_in_url():
+    from vtatune.db.storage import Database
+
+    with pytest.raises(StorageError) as info:
+        Database("mysql://user:secret@host/db")
+    assert "secret" not in str(info.value)
+
+
+def _hold_write_lock(path, seconds: float, ready: threading.Event) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.execute("BEGIN IMMEDIATE")
+    ready.set()
+    time.sleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_locked_database_is_retried(tmp_path):
+    """A writer meeting 'database is locked' after its busy timeout (1 s here) retries with
+    backoff until the lock is free."""
+    from vtatune.db import open_db
+
+    path = tmp_path / "l.db"
+    db = open_db(f"sqlite:///{path}", timeout=4.0)  # busy timeout 1 s, retries for 4 s
+    ready = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, 2.0, ready))
+    holder.start()
+    ready.wait(5)
+    t0 = time.monotonic()
+    assert db.add([make_record(1)]) == 1
+    waited = time.monotonic() - t0
+    holder.join()
+    assert waited > 1.5
+    db.close()
+
+
+def test_lock_held_too_long_raises_storage_error(tmp_path):
+    from vtatune.db import open_db
+
+    path = tmp_path / "l.db"
+    db = open_db(f"sqlite:///{path}", timeout=1.0)
+    ready = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, 3.0, ready))
+    holder.start()
+    ready.wait(5)
+    with pytest.raises(StorageError, match="locked"):
+        db.add([make_record(1)])
+    holder.join()
+    assert db.add([make_record(1)]) == 1  # the next call works
+    db.close()
