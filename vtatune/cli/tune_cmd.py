@@ -27,6 +27,9 @@ def register(sub) -> None:
                    help="stop a workload after N trials without improvement")
     p.add_argument("--check", action="store_true", help="check every output against numpy")
     p.add_argument("--sync", default="tvm-0.14", choices=["tvm-0.14", "single"])
+    p.add_argument("--feature", default="itervar", choices=["itervar", "knob"],
+                   help="xgb: features of the loop nest (default) or the knob values")
+    p.add_argument("--number", type=int, default=1, help="AutoTVM's number: cost repetitions per record")
     _add_db(p)
     add_hw(p)
     add_json(p)
@@ -94,7 +97,8 @@ def cmd_tune(args) -> int:
         for name in _workloads(args.target_workload, hw):
             s = tune(name, hw, db=db, target=args.target, tuner=args.tuner, n_trial=args.trials,
                      seed=args.seed, workers=args.workers, early_stopping=args.early_stopping,
-                     check=args.check, sync=args.sync, progress=not args.json)
+                     check=args.check, sync=args.sync, number=args.number, progress=not args.json,
+                     tuner_options={"feature_type": args.feature} if args.tuner == "xgb" else None)
             out.append(s)
             if not args.json:
                 best = "none valid" if s.best_index is None else \
