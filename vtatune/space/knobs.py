@@ -6,6 +6,7 @@ form (the ``entity`` items of an AutoTVM log line) uses the kind codes ``"sp"``/
 """
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, Sequence
 
@@ -32,7 +33,7 @@ def get_factors(n: int) -> list[int]:
     return small + large[::-1]
 
 
-class BaseKnobSpace:
+class BaseKnobSpace(abc.ABC):
     """One knob: a name and an ordered tuple of candidate values."""
 
     kind: str = ""
@@ -60,13 +61,13 @@ class BaseKnobSpace:
         raise SpaceError(
             self.name, f"{value!r} is not a candidate; candidates: {list(self.candidates)}")
 
+    @abc.abstractmethod
     def entity(self, i: int) -> list:
         """The AutoTVM JSON entity item ``[name, kind, value]`` of candidate ``i``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def index_of_entity(self, value: Any) -> int:
         """Position of the candidate an AutoTVM entity value denotes."""
-        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "candidates": list(self.candidates)}
