@@ -165,3 +165,11 @@ def test_tuning_loop_overhead(db):
     rate = s.new / (time.perf_counter() - t0)
     assert s.new == 320
     assert rate > 25, rate  # measured ~60-100/s on the 2-core development machine
+
+
+def test_unknown_target_is_refused_before_recording(db):
+    from vtatune.errors import ConfigurationError
+    with pytest.raises(ConfigurationError) as err:
+        tune("resnet18.C10", HW, db=db, target="nosim", n_trial=4, pool=FakePool(), progress=False)
+    assert err.value.field == "target"
+    assert db.records() == []

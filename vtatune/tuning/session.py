@@ -94,6 +94,12 @@ def tune(workload: str, hw: HwConfig | str | None = None, *, db, target: str = "
     from . import create_tuner
     from .base import MeasureOutcome
 
+    from ..errors import ConfigurationError
+    from ..sim.targets import SIMULATORS
+    if target not in SIMULATORS:  # before anything is recorded under a bogus target
+        hint = " (the PYNQ board runner is not part of this release)" if target.startswith("pynq://") else ""
+        raise ConfigurationError("target", f"unknown measurement target {target!r}{hint}; "
+                                           f"available: {', '.join(sorted(SIMULATORS))}")
     hw = hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
     wl, hw = resolve_workload(workload, hw)
     space = space_for(wl, hw)
