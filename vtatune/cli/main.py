@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="vtatune", description="Auto-tuning toolkit for the VTA accelerator")
     p.add_argument("--version", action="version", version=f"vtatune {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log progress (-v: per batch, -vv: per candidate) to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in COMMANDS:
         mod.register(sub)
@@ -24,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, stream=sys.stderr, format="vtatune: %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
