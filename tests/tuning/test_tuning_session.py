@@ -120,7 +120,7 @@ def test_killed_process_resumes(tmp_path):
         idx, recs = _indices(db)
         assert len(idx) == 48 == len(set(idx)) and set(before) <= set(idx)
         assert summary["resumed"] == len(before) and summary["new"] == 48 - len(before)
-        assert all(r.runner == "tsim" and r.source == "measured" for r in recs)
+        assert all(r.runner.startswith("tsim/tvm-0.14/") and r.source == "measured" for r in recs)
     finally:
         db.close()
 
@@ -133,7 +133,7 @@ def test_cli_tune_best_export_stats_history(tmp_path, capsys):
     assert summary["measured"] == 24 and summary["best_index"] is not None
     assert main(["best", "resnet18.C10", "--db", url, "--json"]) == 0
     best = json.loads(capsys.readouterr().out)["best"][0]
-    assert best["index"] == summary["best_index"] and best["runner"] == "tsim"
+    assert best["index"] == summary["best_index"] and best["runner"].startswith("tsim/")
     assert best["mean_cost_s"] == pytest.approx(summary["best_cost"])
     log = tmp_path / "out.log"
     assert main(["db", "export", str(log), "--db", url, "--json"]) == 0
@@ -173,3 +173,41 @@ def test_unknown_target_is_refused_before_recording(db):
         tune("resnet18.C10", HW, db=db, target="nosim", n_trial=4, pool=FakePool(), progress=False)
     assert err.value.field == "target"
     assert db.records() == []
+
+
+def test_runners_and_token_schemes_keep_separate_records(db):
+    """tsim and fsim costs of one configuration are two records; a tsim run resumes only
+    its own kind (same token scheme and timing parameters)."""
+    kw = dict(db=db, tuner="random", n_trial=6, seed=4, pool=FakePool(), progress=False)
+    tune("dense.1", HW, target="fsim", **kw)
+    s_tsim = tune("dense.1", HW, target="tsim", **kw)
+    assert s_tsim.resumed == 0 and s_tsim.new == 6
+    again = tune("dense.1", HW, target="tsim", **kw)
+    assert again.resumed == 6 and again.new == 0
+    single = tune("dense.1", HW, target="tsim", sync="single", **kw)
+    assert single.resumed == 0 and single.new == 6
+    idx, recs = _indices(db, "dense.1")
+    assert len(recs) == 18
+    assert {r.runner.split("/")[0] for r in recs} == {"fsim", "tsim"}
+    assert len({r.runner for r in recs}) == 3
+
+
+def test_early_stopping_counts_trials_since_the_last_improvement(db):
+    s = tune("resnet18.C10", HW, db=db, tuner="grid", n_trial=400, early_stopping=20,
+             pool=FakePool(), progress=False, chunk=4)
+    last = max(i for i, (n, best) in enumerate(s.history) if i == 0 or best < s.history[i - 1][1])
+    assert s.measured - (last + 1) in range(20, 24)  # stops within one chunk of the limit
+    assert s.measured < 400
+
+
+def test_zero_or_negative_costs_are_never_best(tmp_path):
+    from vtatune.db.records import TuningRecord
+    hw = HwConfig.load(HW)
+    wl = get_workload("dense.1", hw)
+    space = space_for(wl, hw)
+    d = open_db(f"sqlite:///{tmp_path / 'z.db'}")
+    d.add([TuningRecord.for_vta(wl, hw, space.get(i), costs=[c], runner="tsim/x")
+           for i, c in ((0, 0.0), (1, -1.0), (2, 2e-3), (3, 1e-3))])
+    best = d.best(workload_key(wl, hw), hw.name, k=4)
+    assert [r.config_index for r in best] == [3, 2]
+    d.close()

@@ -87,6 +87,9 @@ def cmd_compile(args) -> int:
         return _invalid(args, wl, hw, cfg, exc)
     summary = prog.summary()
     if args.dump:
+        from ..hardware.config import shipped_configs
+        if hw.name not in shipped_configs() or hw.source != f"shipped:{hw.name}":
+            raise CLIUsageError(f"--dump: a bundle names a shipped configuration; {hw.source} is not one")
         save_bundle(args.dump, prog.to_bundle(prog.random_inputs(args.seed)))
     if args.json:
         emit_json({"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs,
@@ -249,9 +252,18 @@ def _replay_row(rec: dict, lineno: int, args) -> dict:
 
 def cmd_replay(args) -> int:
     rows = []
-    with open(args.log, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
+    with open(args.log, "rb") as f:
+        for lineno, raw_line in enumerate(f, 1):
+            try:
+                line = raw_line.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                line = None
+            if line is None:
+                row = {"line": lineno, "error": f"RecordDecodeError: {args.log}:{lineno}: not UTF-8"}
+                rows.append(row)
+                if not args.json:
+                    print(f"line {lineno}: {row['error']}")
+                continue
             if not line or line.startswith("#"):
                 continue
             try:

@@ -38,6 +38,8 @@ def register(sub) -> None:
     p = sub.add_parser("best", help="the best recorded configuration of a workload")
     p.add_argument("workload")
     p.add_argument("--top", type=int, default=1)
+    p.add_argument("--runner", default="tsim",
+                   help="which kind of cost to rank: a runner prefix (tsim, fsim, import) or 'any'")
     _add_db(p)
     add_hw(p)
     add_json(p)
@@ -88,8 +90,10 @@ def _workloads(name: str, hw):
 def cmd_tune(args) -> int:
     from ..hardware.config import HwConfig
     from ..tuning.session import tune
-    if args.trials < 1:
-        raise CLIUsageError("--trials must be at least 1")
+    for opt, value in (("--trials", args.trials), ("--workers", args.workers), ("--number", args.number),
+                       ("--early-stopping", args.early_stopping if args.early_stopping is not None else 1)):
+        if value < 1:
+            raise CLIUsageError(f"{opt} must be at least 1, got {value}")
     hw = HwConfig.load(args.hw)
     db = _open(args)
     out = []
@@ -122,7 +126,8 @@ def cmd_best(args) -> int:
     wl, hw = resolve_workload(args.workload, HwConfig.load(args.hw))
     db = _open(args)
     try:
-        recs = db.best(workload_key(wl, hw), hw.name, k=args.top)
+        recs = db.best(workload_key(wl, hw), hw.name, k=args.top,
+                       runner_prefix=None if args.runner == "any" else args.runner)
     finally:
         db.close()
     rows = [{"index": r.config_index, "config": r.config, "mean_cost_s": r.mean_cost,
@@ -195,7 +200,7 @@ def cmd_history(args) -> int:
     db = _open(args)
     try:
         recs = [r for r in db.records(workload_key=workload_key(wl, hw), hw=hw.name, source="measured")
-                if r.runner == args.target]
+                if r.runner.split("/")[0] == args.target]
     finally:
         db.close()
     if not recs:

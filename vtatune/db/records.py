@@ -152,10 +152,12 @@ class TuningRecord:
 
     @property
     def mean_cost(self) -> float:
-        """Mean of ``costs`` in seconds; ``inf`` for a failed record or one without costs."""
+        """Mean of ``costs`` in seconds; ``inf`` for a failed record, one without costs, or
+        one whose mean is not a positive finite time (never a 'best' configuration)."""
         if self.error_no != 0 or not self.costs:
             return math.inf
-        return sum(self.costs) / len(self.costs)
+        mean = sum(self.costs) / len(self.costs)
+        return mean if math.isfinite(mean) and mean > 0 else math.inf
 
     @property
     def config_hash(self) -> str:

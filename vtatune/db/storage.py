@@ -107,12 +107,14 @@ records_table = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
               server_default=sa.func.now()),
-    sa.UniqueConstraint("workload_id", "target_id", "config_hash", "source", "attempt",
+    # the runner is part of a measurement's identity: tsim and fsim costs of one
+    # configuration are two records
+    sa.UniqueConstraint("workload_id", "target_id", "config_hash", "source", "runner", "attempt",
                         name="uq_records_measurement"),
     sa.Index("ix_records_best", "workload_id", "error_no", "mean_cost"),
 )
 
-_DEDUPE = ["workload_id", "target_id", "config_hash", "source", "attempt"]
+_DEDUPE = ["workload_id", "target_id", "config_hash", "source", "runner", "attempt"]
 
 
 def key_hash(key: str) -> str:
@@ -430,14 +432,18 @@ class Database:
                     r.c.config_index.is_not(None)))
         return self._run(lambda conn: {int(v) for v in conn.execute(q).scalars()}, write=False)
 
-    def best(self, workload_key: str, hw: str, k: int = 1) -> list[TuningRecord]:
+    def best(self, workload_key: str, hw: str, k: int = 1,
+             runner_prefix: str | None = None) -> list[TuningRecord]:
         """The ``k`` successful measurements (``error_no == 0``, measured or imported) of
         ``workload_key`` on ``hw`` with the lowest mean cost; ties go to the record stored
-        first (AutoTVM keeps the first of equal records in log order)."""
+        first (AutoTVM keeps the first of equal records in log order).  ``runner_prefix``
+        keeps one kind of cost (e.g. ``"tsim"``) instead of mixing runners."""
         r = records_table
         q = (self._select(workload_key, hw, MEASUREMENT_SOURCES)
-             .where(r.c.error_no == 0, r.c.mean_cost.is_not(None))
-             .order_by(r.c.mean_cost, r.c.id).limit(int(k)))
+             .where(r.c.error_no == 0, r.c.mean_cost.is_not(None)))
+        if runner_prefix:
+            q = q.where(r.c.runner.startswith(runner_prefix, autoescape=True))
+        q = q.order_by(r.c.mean_cost, r.c.id).limit(int(k))
         return self._run(lambda conn: [self._record(row) for row in conn.execute(q)],
                          write=False)
 

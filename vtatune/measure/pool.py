@@ -17,7 +17,10 @@ from .measure import MeasureInput, MeasureResult
 
 
 def _worker(conn, measure_fn) -> None:
-    """Worker loop: receive (task id, input), report the phase, send the result dict."""
+    """Worker loop: receive (task id, input), report the phase, send the result dict.
+    Ctrl-C belongs to the parent (it kills and replaces workers), so workers ignore it."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             msg = conn.recv()
@@ -48,6 +51,11 @@ class MeasurePool:
         self.replaced = 0
 
     def _spawn(self, i: int) -> None:
+        if self.conns[i] is not None:  # a worker that died while idle: drop its pipe
+            try:
+                self.conns[i].close()
+            except OSError:
+                pass
         parent, child = self.ctx.Pipe()
         p = self.ctx.Process(target=_worker, args=(child, self.measure_fn), daemon=True)
         p.start()

@@ -123,7 +123,9 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle, counters: dict | None =
         arrays["counters"] = np.array(json.dumps(counters, sort_keys=True))
     if timing is not None:
         arrays["timing"] = np.array(json.dumps(timing, sort_keys=True))
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    # through a file object, so numpy does not append ".npz" to a path without it
+    with open(path, "wb") as f:
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
 def run_bundle(bundle: Bundle, target: str = "fsim"):

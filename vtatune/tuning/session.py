@@ -26,6 +26,18 @@ from ..workloads.suites import resolve_workload
 log = logging.getLogger(__name__)
 
 
+def runner_label(target: str, hw: HwConfig, sync: str) -> str:
+    """What a record's cost was measured with.  tsim costs depend on the token scheme and
+    on the timing parameters, so both are part of the label (a hardware file that changes
+    only ``timing`` keeps the configuration's name but not its records)."""
+    if target != "tsim":
+        return target
+    import hashlib
+    import json as _json
+    timing = hashlib.sha256(_json.dumps(vars(hw.timing), sort_keys=True).encode()).hexdigest()[:8]
+    return f"tsim/{sync}/{timing}"
+
+
 def workload_key(wl, hw: HwConfig) -> str:
     """AutoTVM's task key of a bound workload (the database's ``workload_key``)."""
     from ..db.records import workload_key as key_of
@@ -107,6 +119,7 @@ def tune(workload: str, hw: HwConfig | str | None = None, *, db, target: str = "
     name = wl.name or workload
     flops = float(wl.flops)
     summary = TuneSummary(name, hw.name, target, tuner, space.size)
+    runner = runner_label(target, hw, sync)
     t_start = time.perf_counter()
     session = uuid.uuid4().hex[:12]
     options = dict(tuner_options or {})
@@ -118,21 +131,24 @@ def tune(workload: str, hw: HwConfig | str | None = None, *, db, target: str = "
     def outcome(index: int, costs, error_no: int) -> "MeasureOutcome":
         return MeasureOutcome(index=index, costs=tuple(costs), error_no=error_no, flops=flops)
 
+    last_improvement = [0]
+
     def account(index: int, costs, error_no: int) -> None:
         summary.measured += 1
-        if error_no == 0:
+        cost = float(sum(costs) / len(costs)) if costs else math.inf
+        if error_no == 0 and math.isfinite(cost) and cost > 0:
             summary.valid += 1
-            cost = float(sum(costs) / len(costs))
             if cost < summary.best_cost:
                 summary.best_cost, summary.best_index = cost, index
                 summary.best_gops = flops / cost / 1e9
+                last_improvement[0] = summary.measured
         else:
             summary.invalid += 1
         summary.history.append((summary.measured, summary.best_cost))
 
     # ---- resume: everything this workload already has for this target
     previous = [r for r in db.records(workload_key=key, hw=hw.name, source="measured")
-                if r.runner == target and r.config_index is not None]
+                if r.runner == runner and r.config_index is not None]
     seen: set[int] = set()
     resumed = []
     for r in sorted(previous, key=lambda r: r.timestamp):
@@ -155,7 +171,6 @@ def tune(workload: str, hw: HwConfig | str | None = None, *, db, target: str = "
     chunk = chunk or max(2 * pool.n, 4)
     bar = _Progress(budget, name, progress)
     bar.update(min(summary.measured, budget), summary)
-    since_best, best_seen = 0, summary.best_cost
     try:
         while summary.measured < budget and tun.has_next():
             batch = [i for i in tun.next_batch(min(budget - summary.measured, 64)) if i not in seen]
@@ -168,8 +183,11 @@ def tune(workload: str, hw: HwConfig | str | None = None, *, db, target: str = "
                 records = [TuningRecord.for_vta(
                     wl, hw, space.get(i), costs=r.costs, error_no=r.error_no, all_cost=r.all_cost,
                     timestamp=r.timestamp, reason=r.reason, message=r.message, source="measured",
-                    runner=target, session=session) for i, r in zip(part, results)]
-                db.add(records)  # committed before anything else happens
+                    runner=runner, session=session) for i, r in zip(part, results)]
+                stored = db.add(records)  # committed before anything else happens
+                if stored != len(records):
+                    log.warning("%s: %d of %d records were already in the database", name,
+                                len(records) - stored, len(records))
                 outs = [outcome(i, r.costs, r.error_no) for i, r in zip(part, results)]
                 for i, r in zip(part, results):
                     seen.add(i)
@@ -177,12 +195,11 @@ def tune(workload: str, hw: HwConfig | str | None = None, *, db, target: str = "
                     summary.new += 1
                 tun.update(outs)
                 bar.update(len(part), summary)
-            if summary.best_cost < best_seen:
-                best_seen, since_best = summary.best_cost, 0
-            else:
-                since_best += len(batch)
-            if early_stopping and since_best >= early_stopping:
-                log.info("%s: no improvement in %d trials, stopping early", name, since_best)
+                if early_stopping and summary.measured - last_improvement[0] >= early_stopping:
+                    break
+            if early_stopping and summary.measured - last_improvement[0] >= early_stopping:
+                log.info("%s: no improvement in %d trials, stopping early", name,
+                         summary.measured - last_improvement[0])
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
