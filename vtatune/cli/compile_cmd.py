@@ -1,7 +1,6 @@
 """``vtatune compile | run | sweep | replay``: the compiler on the command line."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -79,12 +78,20 @@ def _invalid(args, wl, hw, cfg, exc) -> int:
     return 1
 
 
-def cmd_compile(args) -> int:
+def _compile(args):
+    """(workload, hw, config, program); program is None after an invalid config was reported."""
     wl, hw, cfg = _config(args)
     try:
-        prog = compile_program(wl, cfg.knobs, hw, sync=args.sync)
+        return wl, hw, cfg, compile_program(wl, cfg.knobs, hw, sync=args.sync)
     except MeasureError as exc:
-        return _invalid(args, wl, hw, cfg, exc)
+        _invalid(args, wl, hw, cfg, exc)
+        return wl, hw, cfg, None
+
+
+def cmd_compile(args) -> int:
+    wl, hw, cfg, prog = _compile(args)
+    if prog is None:
+        return 1
     summary = prog.summary()
     if args.dump:
         from ..hardware.config import shipped_configs
@@ -107,11 +114,9 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    wl, hw, cfg = _config(args)
-    try:
-        prog = compile_program(wl, cfg.knobs, hw, sync=args.sync)
-    except MeasureError as exc:
-        return _invalid(args, wl, hw, cfg, exc)
+    wl, hw, cfg, prog = _compile(args)
+    if prog is None:
+        return 1
     if args.trace and args.target != "tsim":
         raise CLIUsageError("--trace needs --target tsim")
     inputs = prog.random_inputs(args.seed)

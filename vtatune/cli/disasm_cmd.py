@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import numpy as np
 
 from ..errors import DecodeError
 from ..hardware import isa

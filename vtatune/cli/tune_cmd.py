@@ -1,7 +1,6 @@
 """``vtatune tune | best | db | history``: tuning and the shared records database."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys

@@ -14,15 +14,10 @@ from ..errors import UnsupportedError
 from ..hardware.config import HwConfig
 from ..hardware.isa import MemType
 from ..workloads.workload import GROUP_CONV2D, Workload
-from . import ir
-from .common import (Allocation, AluStage, Loop, alu_kernel, check_allocations, closure_check,
+from . import ir, packing
+from .common import (Allocation, Loop, alu_kernel, check_allocations, closure_check,
                      epilogue_stages, gemm_kernel)
-from .dma import drop_unit, get_2d_pattern, lowering_error, padded_load_dims, strides_of
-
-
-def packing_unpack(p):
-    from .packing import unpack_data
-    return unpack_data(p)
+from .dma import drop_unit, get_2d_pattern, padded_load_dims
 
 
 @dataclass
@@ -107,12 +102,6 @@ class Conv2DLowering:
         if not self.grouped:
             return k0
         return (co_start // self.cpg) * self.ci_red + k0
-
-    def _in_ch_of(self, co_local: int, ci_local: int) -> int:
-        """Input-channel index inside the input tile for (output block, reduction block)."""
-        if not self.grouped:
-            return ci_local
-        return (co_local // self.cpg) * self.ci_red + ci_local if self.co1 >= self.cpg else ci_local
 
     # ------------------------------------------------------------------ static analysis
     def check_lowering(self) -> None:
@@ -215,7 +204,7 @@ class Conv2DLowering:
 
     # ------------------------------------------------------------------ DRAM
     def region_sizes(self) -> dict[str, int]:
-        wl, hw = self.wl, self.hw
+        wl = self.wl
         sizes = {"data": wl.batch * wl.in_channels * wl.height * wl.width,
                  "kernel": wl.out_channels * (wl.in_channels // wl.groups) * self.KH * self.KW,
                  "out": wl.batch * wl.out_channels * self.OH * self.OW}
@@ -231,7 +220,6 @@ class Conv2DLowering:
                                bias=regions["bias"][0] // hw.acc_elem_bytes if "bias" in regions else 0)
 
     def pack_inputs(self, inputs: dict) -> dict:
-        from . import packing
         out = {"data": packing.pack_data(inputs["data"], self.hw),
                "kernel": packing.pack_kernel(inputs["kernel"], self.hw)}
         if self.has_bias:
@@ -240,7 +228,7 @@ class Conv2DLowering:
 
     def unpack_output(self, raw):
         B, BO = self.hw.batch, self.hw.block_out
-        return packing_unpack(raw.reshape(self.nb, self.COb, self.OH, self.OW, B, BO))
+        return packing.unpack_data(raw.reshape(self.nb, self.COb, self.OH, self.OW, B, BO))
 
     # ------------------------------------------------------------------ host program
     def build_ir(self):

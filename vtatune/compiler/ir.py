@@ -20,7 +20,7 @@ variables bound.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 LOAD_Q, COMPUTE_Q, STORE_Q = 1, 2, 3
 
@@ -55,7 +55,6 @@ class For:
 class If:
     cond: Callable[[dict], bool]
     then: "Seq"
-    uses_thread: bool = True
 
 
 @dataclass(eq=False)
@@ -93,7 +92,7 @@ def lift_attr_scope(node):
     if isinstance(node, For):
         return For(node.var, node.extent, lift_attr_scope(node.body))
     if isinstance(node, If):
-        return If(node.cond, lift_attr_scope(node.then), node.uses_thread)
+        return If(node.cond, lift_attr_scope(node.then))
     if isinstance(node, VThread):
         return VThread(node.var, node.n, lift_attr_scope(node.body))
     return node
@@ -261,7 +260,7 @@ def coproc_sync(root):
         if isinstance(node, For):
             return For(node.var, node.extent, rebuild(node.body))
         if isinstance(node, If):
-            return If(node.cond, rebuild(node.then), node.uses_thread)
+            return If(node.cond, rebuild(node.then))
         if isinstance(node, VThread):
             return VThread(node.var, node.n, rebuild(node.body))
         return node
@@ -319,7 +318,7 @@ def _clone(node):
     if isinstance(node, For):
         return For(node.var, node.extent, _clone(node.body))
     if isinstance(node, If):
-        return If(node.cond, _clone(node.then), node.uses_thread)
+        return If(node.cond, _clone(node.then))
     if isinstance(node, Scope):
         return Scope(node.qid, [_clone(i) for i in node.body])
     if isinstance(node, Bind):
@@ -359,7 +358,7 @@ def _unbind_scopes(node):
     if isinstance(node, Bind) and isinstance(node.body, Scope):
         return _BoundScope(node.body.qid, [Bind(node.values, x) for x in node.body.body], node.values)
     if isinstance(node, Bind) and isinstance(node.body, If):
-        return Bind(node.values, If(node.body.cond, _unbind_scopes(node.body.then), node.body.uses_thread))
+        return Bind(node.values, If(node.body.cond, _unbind_scopes(node.body.then)))
     return node
 
 
@@ -422,20 +421,3 @@ def compile_host(node) -> Callable[[dict, Any], None]:
     if isinstance(node, VThread):
         raise TypeError("virtual threads must be injected before emission")
     raise TypeError(f"unknown IR node {node!r}")
-
-
-def walk_payloads(node) -> Iterable[Payload]:
-    if isinstance(node, Seq):
-        for i in node.items:
-            yield from walk_payloads(i)
-    elif isinstance(node, (For, VThread)):
-        yield from walk_payloads(node.body)
-    elif isinstance(node, Scope):
-        for i in node.body:
-            yield from walk_payloads(i)
-    elif isinstance(node, Bind):
-        yield from walk_payloads(node.body)
-    elif isinstance(node, If):
-        yield from walk_payloads(node.then)
-    elif isinstance(node, Payload):
-        yield node

@@ -21,7 +21,7 @@ from ..hardware.config import HwConfig
 from ..sim.bundle import Bundle
 from ..sim.dram import Dram
 from ..workloads.workload import CONV2D, CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, Workload
-from . import ir, packing
+from . import ir
 from .common import field_overflow
 from .runtime import Runtime
 

@@ -239,21 +239,3 @@ class Runtime:
             rows = np.asarray(idx)
             lo[rows], hi[rows] = isa.encode_columns(layout, cols, kind.upper(), rows)
         return np.stack([lo, hi], axis=1).astype("<u8").tobytes()
-
-    def instructions(self, uop_base_elem: int) -> list:
-        """The stream as ISA objects; micro-op DMA addresses are placed at ``uop_base_elem``
-        (the micro-op region's physical address / 4)."""
-        out = []
-        for ins in self.insns:
-            f = dict(ins.f)
-            if ins.kind == "mem":
-                if f.pop("uop_relative", False):
-                    f["dram_base"] += uop_base_elem
-                out.append(isa.MemInsn(**f))
-            elif ins.kind == "gemm":
-                out.append(isa.GemmInsn(**f))
-            elif ins.kind == "alu":
-                out.append(isa.AluInsn(**f))
-            else:
-                out.append(isa.FinishInsn(**f))
-        return out

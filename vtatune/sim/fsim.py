@@ -16,12 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import (DramRangeError, MissingFinishError, SimulationError, SramRangeError, TokenDeadlockError,
+from ..errors import (DramRangeError, MissingFinishError, SramRangeError, TokenDeadlockError,
                       UndefinedBehaviourError, UnfinishedWorkError)
 from ..hardware import isa
 from ..hardware.config import HwConfig
-from ..hardware.disasm import format_insn, module_of
-from ..hardware.isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemType, Opcode
+from ..hardware.disasm import format_insn
+from ..hardware.isa import AluInsn, AluOp, GemmInsn, MemInsn, MemType, Opcode
 from .counters import new_counters
 from .dram import Dram
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from ..errors import MissingFinishError, TokenDeadlockError, UnfinishedWorkError
 from ..hardware import isa
