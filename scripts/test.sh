@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README (and of .ci/run).
-# 1. installs vtatune with its test extras into .venv and runs the whole suite;
+# 1. installs vtatune with its test extras and the apache-tvm backend (tvm, models: torch CPU,
+#    onnx) into .venv and runs the whole suite;
 # 2. proves the VTA core (hardware model, ISA, simulators, compiler) works with numpy 1.26 —
 #    the PYNQ board image pins numpy < 2 — by running those tests in a second venv.
 set -euo pipefail
@@ -15,7 +16,7 @@ if [ -n "${CI:-}" ] && [ -z "${VTATUNE_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,tvm,models]'
 .venv/bin/python -m pytest -n 2 "$@"
 
 [ -x .venv-np126/bin/python ] || "$PY" -m venv .venv-np126

@@ -379,6 +379,38 @@ class Database:
                 ids[(row.target, row.hw)] = row.id
         return ids
 
+    def ensure_workload(self, key: str, name: str = "", backend: str = "vta") -> None:
+        """Store workload ``key`` (with ``name`` and ``backend``) if it is not stored yet:
+        backends that register a workload before measuring it (MetaSchedule) need this."""
+        if not isinstance(key, str) or not key:
+            raise StorageError(f"workload key must be a non-empty string, got {key!r}")
+        ins = self._insert(workloads_table).on_conflict_do_nothing(index_elements=["key_hash"])
+        self._run(lambda conn: conn.execute(ins, [{"key_hash": key_hash(key), "key": key,
+                                                   "name": name, "backend": backend}]),
+                  write=True)
+
+    def workloads(self, backend: str | None = None,
+                  key_prefix: str | None = None) -> list[tuple[str, str]]:
+        """``(key, name)`` of the stored workloads (of one ``backend``, whose key starts with
+        ``key_prefix``), in the order they were stored."""
+        w = workloads_table
+        q = sa.select(w.c.key, w.c.name).order_by(w.c.id)
+        if backend is not None:
+            q = q.where(w.c.backend == backend)
+        if key_prefix:
+            q = q.where(w.c.key.startswith(key_prefix, autoescape=True))
+        return self._run(lambda conn: [(r.key, r.name) for r in conn.execute(q)], write=False)
+
+    def count(self, workload_key: str | None = None, hw: str | None = None,
+              source: str | Sequence[str] | None = None, *, ok_only: bool = False) -> int:
+        """How many records match (all, or of one workload / hardware / source)."""
+        r = records_table
+        sub = self._select(workload_key, hw, source)
+        if ok_only:
+            sub = sub.where(r.c.error_no == 0)
+        q = sa.select(sa.func.count()).select_from(sub.subquery())
+        return int(self._run(lambda conn: conn.execute(q).scalar() or 0, write=False))
+
     # ------------------------------------------------------------------ reading
     def _select(self, workload_key: str | None, hw: str | None,
                 source: str | Sequence[str] | None) -> Any:
