@@ -107,7 +107,8 @@ def main(argv=None):
     held = load_model(args.heldout, with_reference=False)
     hk = top_kernels(extract_kernels(held, target), args.kernels)
     # re-measured on every run (minutes); the records dedupe
-    tt = transfer(held, src_models, target, sources_db, runs=3)
+    # the same kernels as MetaSchedule's from-scratch run below, so both optimise one set
+    tt = transfer(held, src_models, target, sources_db, runs=3, kernels=[k.name for k in hk])
     tt_dict = tt.to_dict()
     (out / "transfer.json").write_text(json.dumps(tt_dict, indent=1, default=str))
     log(f"transfer: {tt.measured} candidates in {tt.search_s:.1f} s")
@@ -149,6 +150,8 @@ def main(argv=None):
         """Tuning seconds spent until timestamp ts, summed over (possibly resumed) sessions."""
         return sum(max(0.0, min(ts, end) - start) for start, end, _ in sessions if ts >= start)
 
+    if not recs:
+        sys.exit("no MetaSchedule record of the held-out model: nothing to report")
     every = args.snapshot_every or args.batch
     points = sorted(set(list(range(every, len(recs) + 1, every)) + [len(recs)]))
     snaps = []

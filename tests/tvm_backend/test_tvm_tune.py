@@ -45,12 +45,19 @@ def test_tiny_tuning_run_stores_every_trial_and_runs_correctly(tuned, target):
 def test_rerun_resumes_instead_of_repeating(tuned, target):
     from vtatune.backends.tvm.tune import tune_model
     from vtatune.db import open_db
-    url, model, _, _ = tuned
+    url, model, rep, _ = tuned
+    timeouts = rep.counts["build_timeout"] + rep.counts["run_timeout"]
     with open_db(url) as db:
-        again = tune_model(model, target, db, trials=12, batch=4, seed=0, cost_model="random")
         before = db.count()
-        assert again.measured == 0 and again.resumed_from == before >= 12
+        again = tune_model(model, target, db, trials=12, batch=4, seed=0, cost_model="random")
+        assert again.measured == 0 and again.resumed_from == rep.measured - timeouts
         assert db.count() == before
+        # a larger budget continues from what is stored (kernels resumed at different points
+        # are tuned in groups): at least the 4 new trials, at most one batch over
+        more = tune_model(model, target, db, trials=rep.measured - timeouts + 4, batch=4,
+                          seed=1, cost_model="random")
+        assert 4 <= more.measured <= 8
+        assert db.count() == before + more.measured
 
 
 def test_cli_run_and_export_use_the_tuned_records(tuned, tmp_path, capsys):
@@ -94,6 +101,36 @@ def test_transfer_to_a_resized_toy_never_slower_than_untuned(tuned, target):
                                    rtol=1e-4, atol=1e-5)
 
 
+def test_fixed_variant_keeps_the_untuned_kernel_when_the_transfer_is_slower():
+    from vtatune.backends.tvm.transfer import KernelChoice, fix_choice
+    slower = KernelChoice("k", "c", 1, untuned_s=1.0, faithful_s=2.0, faithful_from="m/k",
+                          faithful_record="rec")
+    fix_choice(slower)
+    assert (slower.fixed_s, slower.fixed_from, slower.fixed_record) == (1.0, "", None)
+    assert slower.faithful_s == 2.0             # faithful keeps the slower transfer
+    faster = KernelChoice("k", "c", 1, untuned_s=3.0, faithful_s=2.0, faithful_from="m/k",
+                          faithful_record="rec")
+    fix_choice(faster)
+    assert (faster.fixed_s, faster.fixed_from, faster.fixed_record) == (2.0, "m/k", "rec")
+    none_valid = KernelChoice("k", "c", 1, untuned_s=3.0)
+    fix_choice(none_valid)
+    assert none_valid.fixed_s == 3.0 and none_valid.fixed_record is None
+
+
+@pytest.mark.parametrize("build, run, secs, expected", [
+    (None, None, [1e-3], (0, "")),
+    ("vtatune: build timed out after 60 s and again after 240 s alone", None, None,
+     (6, "build_timeout")),
+    ("vtatune: build error\nTVMError: x", None, None, (2, "build_error")),
+    (None, "LocalRunner: Timeout, killed after 30 seconds", None, (7, "run_timeout")),
+    (None, "LocalRunner: An exception occurred", None, (4, "run_error")),
+    (None, None, [], (4, "run_error")),
+])
+def test_failure_categories(build, run, secs, expected):
+    from vtatune.backends.tvm.tune import classify
+    assert classify(build, run, secs) == expected
+
+
 def test_class_coverage_and_source_selection():
     from vtatune.backends.tvm.importer import Kernel
     from vtatune.backends.tvm.transfer import Source, class_coverage, select_sources
@@ -132,6 +169,14 @@ def test_build_timeouts_are_retried_then_reported_not_counted_as_slow(target):
         ok.shutdown()
     assert res.error_msg is None and res.artifact_path
     assert ok.stats["built"] == 1
+    # a build that times out once and succeeds when retried alone is a success
+    retried = RetryingBuilder(max_workers=1, timeout_sec=0.001, retry_factor=1e5)
+    try:
+        (res,) = retried.build([BuilderInput(mod, target)])
+    finally:
+        retried.shutdown()
+    assert res.error_msg is None and res.artifact_path
+    assert retried.stats == {"built": 1, "failed": 0, "retried": 1, "timed_out": 0}
 
 
 def test_cli_rejects_bad_arguments_with_typed_errors(capsys):

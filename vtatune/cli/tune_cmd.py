@@ -187,8 +187,24 @@ def cmd_db_stats(args) -> int:
     if args.json:
         emit_json(stats)
     else:
-        print(json.dumps(stats, indent=2))
+        print(json.dumps(_short_keys(stats), indent=2))
     return 0
+
+
+def _short_keys(stats: dict) -> dict:
+    """MetaSchedule workload keys embed the whole module (kilobytes of base64): show
+    their structural hash and task name instead."""
+    def short(key: str, name: str = "") -> str:
+        if len(key) <= 200:
+            return key
+        head = key[:key.find(",")] if key.startswith('["') else key[:40]
+        return f"{head.strip('[')} ({name or 'unnamed'}, {len(key)} chars)"
+    names = {g["workload_key"]: g["workload_name"] for g in stats.get("groups", [])}
+    out = dict(stats)
+    out["workload"] = {short(k, names.get(k, "")): v for k, v in stats["workload"].items()}
+    out["groups"] = [{**g, "workload_key": short(g["workload_key"], g["workload_name"])}
+                     for g in stats["groups"]]
+    return out
 
 
 def cmd_history(args) -> int:

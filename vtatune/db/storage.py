@@ -385,9 +385,15 @@ class Database:
         if not isinstance(key, str) or not key:
             raise StorageError(f"workload key must be a non-empty string, got {key!r}")
         ins = self._insert(workloads_table).on_conflict_do_nothing(index_elements=["key_hash"])
-        self._run(lambda conn: conn.execute(ins, [{"key_hash": key_hash(key), "key": key,
-                                                   "name": name, "backend": backend}]),
-                  write=True)
+        t = workloads_table
+
+        def tx(conn: Any) -> None:
+            conn.execute(ins, [{"key_hash": key_hash(key), "key": key, "name": name,
+                                "backend": backend}])
+            if name:  # name a workload stored unnamed
+                conn.execute(t.update().where(t.c.key_hash == key_hash(key), t.c.name == "")
+                             .values(name=name))
+        self._run(tx, write=True)
 
     def workloads(self, backend: str | None = None,
                   key_prefix: str | None = None) -> list[tuple[str, str]]:
@@ -402,12 +408,18 @@ class Database:
         return self._run(lambda conn: [(r.key, r.name) for r in conn.execute(q)], write=False)
 
     def count(self, workload_key: str | None = None, hw: str | None = None,
-              source: str | Sequence[str] | None = None, *, ok_only: bool = False) -> int:
-        """How many records match (all, or of one workload / hardware / source)."""
+              source: str | Sequence[str] | None = None, *, ok_only: bool = False,
+              runner: str | None = None, exclude_errors: Sequence[int] = ()) -> int:
+        """How many records match (all, or of one workload / hardware / source / runner),
+        leaving out records whose ``error_no`` is in ``exclude_errors``."""
         r = records_table
         sub = self._select(workload_key, hw, source)
         if ok_only:
             sub = sub.where(r.c.error_no == 0)
+        if runner is not None:
+            sub = sub.where(r.c.runner == runner)
+        if exclude_errors:
+            sub = sub.where(r.c.error_no.not_in([int(e) for e in exclude_errors]))
         q = sa.select(sa.func.count()).select_from(sub.subquery())
         return int(self._run(lambda conn: conn.execute(q).scalar() or 0, write=False))
 

@@ -22,7 +22,20 @@ from ...errors import ConfigurationError, VtatuneError
 
 
 class BackendUnavailableError(VtatuneError):
-    """apache-tvm (or an optional frontend package) is missing or unusable."""
+    """apache-tvm (or an optional frontend package, or the target's device) is missing or
+    unusable."""
+
+
+class TuningFailedError(VtatuneError):
+    """MetaSchedule stopped with an error (the first line of TVM's message is kept)."""
+
+
+def require_device(target: Any) -> None:
+    """Refuse to measure on a target whose device this machine does not have."""
+    if not gpu_available(target):
+        raise BackendUnavailableError(f"no {target.kind.name} device on this machine: code for "
+                                      "it can be built (vtatune tvm tasks, tvm.compile) but not "
+                                      "measured or run")
 
 
 #: tvm-ffi versions known to segfault in ToJSONGraph (TIR serialisation).
@@ -75,6 +88,20 @@ def load_cpu_intrinsics_only() -> None:
         del sys.modules[name]
         for key in [k for k in sys.modules if k.startswith(name + ".")]:
             del sys.modules[key]
+
+
+def load_intrinsics_for(target: Any) -> None:
+    """Tensor intrinsics a TuneContext of ``target`` may use: the CPU ones only for llvm;
+    for cuda the CUDA ones too (also after the CPU-only view was installed)."""
+    if str(target.kind.name) == "llvm":
+        load_cpu_intrinsics_only()
+        return
+    name = "tvm.s_tir.tensor_intrin"
+    pkg = sys.modules.get(name)
+    if pkg is not None and (pkg.__doc__ or "").startswith("vtatune:"):
+        importlib.import_module(name + ".cuda")
+    else:
+        importlib.import_module(name)
 
 
 def host_cpu() -> str:

@@ -51,11 +51,9 @@ def run(exe: Any, model: ImportedModel, target: Any, inputs: Sequence[np.ndarray
     import tvm
     from tvm import relax
 
+    from .env import require_device
+    require_device(target)
     dev = _device(target)
-    if not dev.exist:
-        from .env import BackendUnavailableError
-        raise BackendUnavailableError(f"no {target.kind.name} device on this machine: code for it "
-                                      "can be built but not run")
     vm = relax.VirtualMachine(exe, dev)
     args = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in (inputs or model.inputs)]
     out = vm["main"](*args)
@@ -75,6 +73,8 @@ def measure(exe: Any, model: ImportedModel, target: Any, *, runs: int = 10,
     import tvm
     from tvm import relax
 
+    from .env import require_device
+    require_device(target)
     dev = _device(target)
     vm = relax.VirtualMachine(exe, dev)
     args = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in model.inputs]

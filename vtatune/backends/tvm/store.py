@@ -42,8 +42,12 @@ log = logging.getLogger(__name__)
 BACKEND = "metaschedule"
 #: MetaSchedule's run time of a failed candidate.
 FAILED_SECS = 1e10
-#: Runner label of MetaSchedule's LocalRunner measurements.
+#: Runner label of MetaSchedule's LocalRunner measurements made by the tuner.
 LOCAL_RUNNER = "ms-local"
+#: Runner label of transfer-tuning's standalone measurements (same runner, other purpose:
+#: they never count against a tuning budget).
+TRANSFER_RUNNER = "ms-transfer"
+_MAX_ATTEMPTS = 64
 
 
 def _is_failure(run_secs: Iterable[float] | None) -> bool:
@@ -182,24 +186,43 @@ class MSDatabase(PyDatabase):
         rec = to_vtatune(record.as_json(), key, self.index.names.get(key, ""), self.hw,
                          error_no=error_no, reason=reason, message=message, source=source,
                          runner=self.runner, session=self.session)
-        self.db.add([rec])
+        # the same schedule measured again (a resumed search re-proposes it) is a new
+        # attempt, never silently dropped by the store's de-duplication
+        for attempt in range(_MAX_ATTEMPTS):
+            rec.attempt = attempt
+            if self.db.add([rec]):
+                return rec
+        log.warning("%s: %d measurements of one schedule are stored already; not storing "
+                    "another", self.index.names.get(key, key[:40]), _MAX_ATTEMPTS)
         return rec
 
     def get_top_k(self, workload: Any, top_k: int) -> list:
         key = self.key_of(workload.mod)
-        return [MSRecord.from_json(to_ms_json(r), workload)
-                for r in self.db.best(key, self.hw, k=int(top_k))]
+        return [m for m in (self._to_ms(r, workload) for r in
+                            self.db.best(key, self.hw, k=int(top_k))) if m is not None]
 
     def get_all_tuning_records(self) -> list:
         out = []
         for r in self.db.records(hw=self.hw):
-            if r.backend != BACKEND:
-                continue
-            out.append(MSRecord.from_json(to_ms_json(r), self.index.workload_of_key(r.workload_key)))
+            if r.backend == BACKEND:
+                m = self._to_ms(r, None)
+                if m is not None:
+                    out.append(m)
         return out
 
+    def _to_ms(self, rec: TuningRecord, workload: Any) -> Any:
+        """MetaSchedule's record of a stored one; None (with a warning) for a damaged row,
+        which must not stop a tuning run."""
+        try:
+            wl = workload if workload is not None else self.index.workload_of_key(rec.workload_key)
+            return MSRecord.from_json(to_ms_json(rec), wl)
+        except Exception as exc:  # noqa: BLE001 - TVM raises assorted errors on bad JSON
+            log.warning("skipping an unreadable MetaSchedule record of %s: %s",
+                        rec.workload_name or "?", str(exc).splitlines()[0] if str(exc) else exc)
+            return None
+
     def __len__(self) -> int:
-        return self.db.count(hw=self.hw)
+        return sum(1 for r in self.db.records(hw=self.hw) if r.backend == BACKEND)
 
 
 # ---------------------------------------------------------------------- JSON database files
@@ -237,31 +260,43 @@ def import_json(db: Any, work_dir: str | os.PathLike, *, session: str = "") -> t
             raise ConfigurationError("work_dir", f"{src}: no {p.name} (not a MetaSchedule "
                                                  "JSON database)")
     index = WorkloadIndex(db)
-    keys: list[str] = []
+    mods: list[Any] = []
     for no, line in enumerate(wpath.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            wl = Workload.from_json(json.loads(line))
+            mods.append(Workload.from_json(json.loads(line)).mod)
         except Exception as exc:  # noqa: BLE001
             raise RecordDecodeError(f"{wpath}:{no}: not a MetaSchedule workload ({exc})") from None
-        keys.append(index.commit(wl.mod)[1])
-    labels: dict[str, str] = {}
-    recs = []
+    bodies = []
     for no, line in enumerate(rpath.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             widx, body = json.loads(line)
-            key = keys[int(widx)]
-            tgt = canonical_json(body[2])
-            if tgt not in labels:
-                labels[tgt] = target_label(tvm.target.Target(body[2]))
-            recs.append(to_vtatune(body, key, index.names.get(key, ""), labels[tgt],
-                                   source="imported", runner=LOCAL_RUNNER, session=session,
-                                   raw=line.strip()))
+            if isinstance(widx, bool) or not isinstance(widx, int) or not 0 <= widx < len(mods):
+                raise RecordDecodeError(f"workload index {widx!r} is not one of the "
+                                        f"{len(mods)} workloads")
+            if not isinstance(body, list) or len(body) != 4:
+                raise RecordDecodeError("expected [trace, run_secs, target, args_info]")
+            tvm.target.Target(body[2])
         except RecordDecodeError as exc:
             raise RecordDecodeError(f"{rpath}:{no}: {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise RecordDecodeError(f"{rpath}:{no}: not a MetaSchedule record ({exc})") from None
+        bodies.append((widx, body, line.strip(), no))
+    keys = [index.commit(mod)[1] for mod in mods]   # validated: now store
+    labels: dict[str, str] = {}
+    recs = []
+    for widx, body, line, no in bodies:
+        key = keys[widx]
+        tgt = canonical_json(body[2])
+        if tgt not in labels:
+            labels[tgt] = target_label(tvm.target.Target(body[2]))
+        try:
+            recs.append(to_vtatune(body, key, index.names.get(key, ""), labels[tgt],
+                                   source="imported", runner=LOCAL_RUNNER, session=session,
+                                   raw=line))
+        except Exception as exc:  # noqa: BLE001 - a bad field in an otherwise valid line
+            raise RecordDecodeError(f"{rpath}:{no}: {exc}") from None
     return len(recs), db.add(recs)

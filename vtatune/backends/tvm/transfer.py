@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ...errors import ConfigurationError
-from .env import load_cpu_intrinsics_only, require_tvm
+from .env import load_intrinsics_for, require_device, require_tvm
 from .importer import ImportedModel, Kernel, extract_kernels
-from .store import MSDatabase, to_ms_json
+from .store import TRANSFER_RUNNER, MSDatabase, to_ms_json
 from .tune import classify
 
 tvm = require_tvm()
@@ -110,11 +112,18 @@ def tuned_sources(db: Any, target: Any, model: ImportedModel,
     out = []
     for k in kernels if kernels is not None else extract_kernels(model, target):
         key = database.key_of(k.mod)
-        best = db.best(key, database.hw, k=1)
-        if best:
-            out.append(Source(model.spec, k.name, k.klass, best[0],
+        # an empty trace is an untuned measurement (transfer-tuning's baseline): nothing to
+        # transfer
+        best = next((r for r in db.best(key, database.hw, k=8) if _has_steps(r)), None)
+        if best is not None:
+            out.append(Source(model.spec, k.name, k.klass, best,
                               database.index.workload_of_key(key)))
     return out
+
+
+def _has_steps(rec: Any) -> bool:
+    trace = rec.config.get("trace") if isinstance(rec.config, dict) else None
+    return bool(trace and trace[0])
 
 
 def class_coverage(target_kernels: Sequence[Kernel], sources: Sequence[Source]) -> float:
@@ -152,12 +161,19 @@ def _apply(trace: Any, mod: Any) -> Any:
 
 def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any, db: Any, *,
              select: int | None = None, build_timeout: float = 60.0, run_timeout: float = 30.0,
-             runs: int = 3, progress: Callable[[int, int], Any] | None = None) -> TransferReport:
+             runs: int = 3, kernels: Sequence[str] | None = None,
+             progress: Callable[[int, int], Any] | None = None) -> TransferReport:
     """Transfer-tune ``model`` from the tuned ``sources`` (see the module docstring).
-    ``select`` keeps only the best-covering ``select`` sources (default: pool all)."""
-    if str(target.kind.name) == "llvm":
-        load_cpu_intrinsics_only()
-    kernels = extract_kernels(model, target)
+    ``select`` keeps only the best-covering ``select`` sources (default: pool all);
+    ``kernels`` restricts the transfer to those task names (default: every kernel)."""
+    require_device(target)
+    load_intrinsics_for(target)
+    all_kernels = extract_kernels(model, target)
+    if kernels is not None:
+        missing = sorted(set(kernels) - {k.name for k in all_kernels})
+        if missing:
+            raise ConfigurationError("kernels", f"{model.spec} has no kernel {missing[0]!r}")
+    kernels = [k for k in all_kernels if kernels is None or k.name in kernels]
     by_model = {}
     for src in sources:
         if src.spec == model.spec:
@@ -169,7 +185,7 @@ def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any
     chosen = select_sources(kernels, by_model, select) if select else list(by_model)
     pool = [s for name in chosen for s in by_model[name]]
     report = TransferReport(model=model.spec, sources=chosen)
-    database = MSDatabase(db, target, session=f"transfer:{model.spec}")
+    database = MSDatabase(db, target, runner=TRANSFER_RUNNER, session=f"transfer:{model.spec}")
 
     # candidates: (kernel index, label, schedule or None for untuned)
     cands: list[tuple[int, str, Any]] = []
@@ -214,7 +230,8 @@ def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any
                 if b.error_msg is None:
                     res = next(futures).result()
                     r_err, secs = res.error_msg, res.run_secs
-                error_no, reason = classify(b.error_msg, r_err)
+                error_no, reason = classify(b.error_msg, r_err,
+                                            None if secs is None else list(secs))
                 run_secs = [float(s) for s in secs] if (secs and not error_no) else [1e10]
                 k = kernels[i]
                 wl = database.commit_workload(k.mod)
@@ -226,6 +243,8 @@ def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any
                                 message=f"{origin}: {err}" if err else origin)
                 _choose(report.kernels[i], label, rec, None if error_no else
                         sum(run_secs) / len(run_secs))
+                if b.artifact_path:   # what MetaSchedule's RemoveBuildArtifact does
+                    shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
             done += len(part)
             if progress:
                 progress(done, total)
@@ -234,10 +253,16 @@ def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any
     report.search_s = time.perf_counter() - t0
     report.measured = len(todo)
     for c in report.kernels:
-        c.fixed_s, c.fixed_from, c.fixed_record = c.untuned_s, "", None
-        if c.faithful_s is not None and (c.untuned_s is None or c.faithful_s < c.untuned_s):
-            c.fixed_s, c.fixed_from, c.fixed_record = c.faithful_s, c.faithful_from, c.faithful_record
+        fix_choice(c)
     return report
+
+
+def fix_choice(c: KernelChoice) -> None:
+    """The fixed variant's choice: the fastest transfer only if it beats the measured
+    untuned kernel (an unmeasurable untuned kernel leaves the transfer in place)."""
+    c.fixed_s, c.fixed_from, c.fixed_record = c.untuned_s, "", None
+    if c.faithful_s is not None and (c.untuned_s is None or c.faithful_s < c.untuned_s):
+        c.fixed_s, c.fixed_from, c.fixed_record = c.faithful_s, c.faithful_from, c.faithful_record
 
 
 def _choose(c: KernelChoice, label: str, rec: Any, secs: float | None) -> None:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ...errors import ConfigurationError, ErrorCategory
-from .env import load_cpu_intrinsics_only, require_tvm, target_label
+from .env import (TuningFailedError, load_intrinsics_for, require_device, require_tvm,
+                  target_label)
 from .importer import ImportedModel, Kernel, extract_kernels
 
 tvm = require_tvm()
@@ -27,12 +30,20 @@ from tvm.s_tir import meta_schedule as ms  # noqa: E402
 from tvm.s_tir.meta_schedule.database import TuningRecord as MSRecord  # noqa: E402
 
 from .builder import BUILD_TIMEOUT_TAG, RetryingBuilder  # noqa: E402
-from .store import MSDatabase  # noqa: E402
+from .store import LOCAL_RUNNER, MSDatabase  # noqa: E402
+
+#: Failures that say nothing about the schedule (a busy machine): they do not use up budget.
+NOT_COUNTED = (int(ErrorCategory.BUILD_TIMEOUT), int(ErrorCategory.RUN_TIMEOUT))
+
+
+class _Stop(Exception):
+    """Raised from a callback to leave MetaSchedule's loop after Ctrl-C."""
 
 log = logging.getLogger(__name__)
 
 
-def classify(build_error: str | None, run_error: str | None) -> tuple[int, str]:
+def classify(build_error: str | None, run_error: str | None,
+             run_secs: list | None = None) -> tuple[int, str]:
     """(error_no, reason) of one measured candidate."""
     if build_error:
         if build_error.startswith(BUILD_TIMEOUT_TAG):
@@ -42,6 +53,8 @@ def classify(build_error: str | None, run_error: str | None) -> tuple[int, str]:
         if "timeout" in run_error.lower():
             return int(ErrorCategory.RUN_TIMEOUT), "run_timeout"
         return int(ErrorCategory.RUNTIME_DEVICE), "run_error"
+    if run_secs is not None and not run_secs:
+        return int(ErrorCategory.RUNTIME_DEVICE), "run_error"   # ran, but no time came back
     return 0, ""
 
 
@@ -58,13 +71,30 @@ class Recorder(ms.measure_callback.PyMeasureCallback):
                        "run_timeout": 0}
         self.best: dict[str, float] = {}
 
+    stop_requested = False
+    error: BaseException | None = None
+
     def apply(self, task_scheduler: Any, task_id: int, measure_candidates: list,
               builder_results: list, runner_results: list) -> None:
+        # exceptions raised here reach Python again only as TVM's RuntimeError: keep the
+        # real one for tune_model
+        try:
+            self._apply(task_scheduler, task_id, measure_candidates, builder_results,
+                        runner_results)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        if self.stop_requested:
+            raise _Stop("interrupted")
+
+    def _apply(self, task_scheduler: Any, task_id: int, measure_candidates: list,
+               builder_results: list, runner_results: list) -> None:
         task = task_scheduler.tasks_[task_id].ctx
         workload = self.database.commit_workload(task.mod)
         name = str(task.task_name)
         for cand, b, r in zip(measure_candidates, builder_results, runner_results):
-            error_no, reason = classify(b.error_msg, r.error_msg)
+            secs_in = None if r.run_secs is None else list(r.run_secs)
+            error_no, reason = classify(b.error_msg, r.error_msg, secs_in)
             secs = [float(s) for s in r.run_secs] if (r.run_secs and not error_no) else [1e10]
             rec = MSRecord(trace=cand.sch.trace, workload=workload, run_secs=secs,
                            target=task.target, args_info=cand.args_info)
@@ -121,8 +151,8 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
         except ImportError:
             raise ConfigurationError("cost_model", "xgb needs xgboost: pip install "
                                                    "'vtatune[tvm]' (xgboost-cpu)") from None
-    if str(target.kind.name) == "llvm":
-        load_cpu_intrinsics_only()
+    require_device(target)          # before the (slow, for cuda) intrinsics import
+    load_intrinsics_for(target)
     t0 = time.perf_counter()
     all_kernels = extract_kernels(model, target)
     chosen = [k for k in all_kernels if kernels is None or k.name in kernels]
@@ -139,13 +169,16 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
     done = {}
     for k in chosen:
         key = database.register(k.name, k.mod)
-        done[k.name] = db.count(key, label)
+        # the tuner's own measurements count; timeouts (a busy machine) and transfer-tuning's
+        # standalone measurements do not
+        done[k.name] = db.count(key, label, runner=LOCAL_RUNNER, exclude_errors=NOT_COUNTED)
     report = TuneReport(model=model.spec, target=str(target), resumed_from=sum(done.values()))
     todo = [k for k in chosen if done[k.name] < per_task]
     remaining = min(trials - sum(min(done[k.name], per_task) for k in chosen),
                     sum(per_task - done[k.name] for k in todo))
+    recorder = Recorder(database, None)
+    builder = RetryingBuilder(max_workers=_cores(target), timeout_sec=build_timeout)
     if remaining > 0 and todo:
-        cap = max(per_task - done[k.name] for k in todo)
         if progress:
             progress(0, remaining)
         measured = [0]
@@ -157,34 +190,32 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
             if on_batch:
                 on_batch(name, n, best)
 
-        recorder = Recorder(database, batch_done)
-        builder = RetryingBuilder(max_workers=_cores(target), timeout_sec=build_timeout)
-        contexts = []
-        rand = ms.utils.fork_seed(seed, n=len(todo)) if seed is not None else [-1] * len(todo)
-        for k, rs in zip(todo, rand):
-            contexts.append(ms.TuneContext(
-                mod=k.mod, target=target, space_generator="post-order-apply",
-                search_strategy=strategy, task_name=k.name, rand_state=rs,
-                num_threads=_cores(target), logger=logging.getLogger(f"{__name__}.{k.name}"),
-            ).clone())
+        recorder.on_batch = batch_done
+        # MetaSchedule has one per-task cap: kernels resumed at different points are tuned in
+        # groups of equal remaining trials (one group on a fresh run)
+        groups: dict[int, list[Kernel]] = {}
+        for k in todo:
+            groups.setdefault(per_task - done[k.name], []).append(k)
+        left = remaining
+        restore = _install_sigint(recorder)
         try:
-            ms.tune_tasks(
-                tasks=contexts, task_weights=[float(k.weight) for k in todo], work_dir="",
-                max_trials_global=remaining, max_trials_per_task=cap,
-                num_trials_per_iter=batch, builder=builder,
-                runner=_runner(_cores(target), run_timeout, runs), database=database,
-                cost_model=ms.CostModel.create(cost_model, num_tuning_cores=_cores(target))
-                if cost_model != "random" else "random",
-                measure_callbacks=[recorder, ms.measure_callback.RemoveBuildArtifact(),
-                                   ms.measure_callback.UpdateCostModel()],
-                task_scheduler="gradient")
+            for cap, ks in sorted(groups.items(), reverse=True):
+                share = min(left, cap * len(ks))
+                if share <= 0:
+                    break
+                before = measured[0]
+                _run_group(ks, target, database, recorder, builder, share, cap, batch,
+                           cost_model, strategy, seed, run_timeout, runs)
+                left -= measured[0] - before
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
+            restore()
             builder.shutdown()
+        report.interrupted = report.interrupted or recorder.stop_requested
         report.measured = measured[0]
-        report.counts = dict(recorder.counts)
-        report.builder = dict(builder.stats)
+    report.counts = dict(recorder.counts)
+    report.builder = dict(builder.stats)
     for k in chosen:
         key = database.key_of(k.mod)
         best = db.best(key, label, k=1)
@@ -192,6 +223,56 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
                                "best_us": best[0].mean_cost * 1e6 if best else None})
     report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, builder: Any,
+               trials: int, cap: int, batch: int, cost_model: str, strategy: str,
+               seed: int | None, run_timeout: float, runs: int) -> None:
+    """One ``tune_tasks`` call over kernels with the same per-task cap.  TVM reports a Python
+    exception raised inside its loop as RuntimeError: Ctrl-C (``_Stop``) returns, a callback
+    error is re-raised as itself, anything else becomes ``TuningFailedError``."""
+    rand = ms.utils.fork_seed(seed, n=len(ks)) if seed is not None else [-1] * len(ks)
+    contexts = [ms.TuneContext(
+        mod=k.mod, target=target, space_generator="post-order-apply", search_strategy=strategy,
+        task_name=k.name, rand_state=rs, num_threads=_cores(target),
+        logger=logging.getLogger(f"{__name__}.{k.name}")).clone() for k, rs in zip(ks, rand)]
+    model = (ms.CostModel.create(cost_model, num_tuning_cores=_cores(target))
+             if cost_model != "random" else "random")
+    try:
+        ms.tune_tasks(
+            tasks=contexts, task_weights=[float(k.weight) for k in ks], work_dir="",
+            max_trials_global=trials, max_trials_per_task=cap, num_trials_per_iter=batch,
+            builder=builder, runner=_runner(_cores(target), run_timeout, runs),
+            database=database, cost_model=model,
+            measure_callbacks=[recorder, ms.measure_callback.RemoveBuildArtifact(),
+                               ms.measure_callback.UpdateCostModel()],
+            task_scheduler="gradient")
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - TVM wraps everything in RuntimeError
+        if recorder.stop_requested or isinstance(recorder.error, (_Stop, KeyboardInterrupt)):
+            raise KeyboardInterrupt from None
+        if recorder.error is not None:
+            raise recorder.error from None
+        first = str(exc).strip().splitlines()
+        raise TuningFailedError(f"MetaSchedule stopped: {first[-1] if first else exc}") from None
+
+
+def _install_sigint(recorder: Recorder) -> Callable[[], None]:
+    """First Ctrl-C: finish and store the batch being measured, then stop; second: abort."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if recorder.stop_requested:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        recorder.stop_requested = True
+        log.warning("interrupted: storing the batch being measured, then stopping "
+                    "(Ctrl-C again to abort)")
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _cores(target: Any) -> int:
