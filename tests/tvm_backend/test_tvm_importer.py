@@ -105,3 +105,17 @@ def test_missing_or_broken_onnx_file_is_a_typed_error(tmp_path):
     with pytest.raises(ConfigurationError) as exc:
         load_model(str(bad))
     assert exc.value.field == "model"
+
+
+@pytest.mark.parametrize("spec", ["bert:seq=16,hidden=32,layers=1,heads=2",
+                                  "mobilenetv2:res=32,width=0.25,blocks=2",
+                                  "resnet50:res=32,width=0.25,stages=1"])
+def test_zoo_models_import_and_match_torch(spec, target):
+    """Depthwise convs, bottlenecks, attention: the untuned Relax build equals PyTorch."""
+    pytest.importorskip("torch")
+    from vtatune.backends.tvm import runtime
+    from vtatune.backends.tvm.importer import extract_kernels, load_model
+    model = load_model(spec)
+    assert len(extract_kernels(model, target)) >= 3
+    out = runtime.run(runtime.compile_model(model, target), model, target)[0]
+    np.testing.assert_allclose(out, model.reference, rtol=1e-3, atol=1e-4)
