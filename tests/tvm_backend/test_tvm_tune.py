@@ -187,3 +187,22 @@ def test_cli_rejects_bad_arguments_with_typed_errors(capsys):
     assert "unknown model 'nosuchnet'" in capsys.readouterr().err
     assert main(["tvm", "tasks", "toy", "--target", "llvm -mcpu=x"]) == 1
     assert "target:" in capsys.readouterr().err
+
+
+def test_cli_transfer_reports_both_variants_end_to_end(tuned, capsys):
+    from vtatune.cli.main import main
+    url, _, _, _ = tuned
+    assert main(["tvm", "transfer", "toy:res=24", "--from", "toy", "--db", url, "--runs", "1",
+                 "--e2e-runs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sources"] == ["toy"]
+    assert set(out["latency_s"]) == {"untuned", "faithful", "fixed"}
+    assert all(v > 0 for v in out["latency_s"].values())
+    assert out["speedup"]["fixed"] == pytest.approx(out["latency_s"]["untuned"]
+                                                    / out["latency_s"]["fixed"])
+    assert {k["klass"] for k in out["kernels"]} >= {"fused_conv2d_add_relu"}
+    # a source spec with options survives the comma-separated --from list
+    from vtatune.cli.tvm_cmd import _split_sources
+    assert _split_sources("resnet18:res=64,width=0.5,mobilenetv2") == \
+        ["resnet18:res=64,width=0.5", "mobilenetv2"]
+    assert _split_sources("a:x=1;b:y=2,z=3") == ["a:x=1", "b:y=2,z=3"]
