@@ -229,8 +229,9 @@ def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, 
                trials: int, cap: int, batch: int, cost_model: str, strategy: str,
                seed: int | None, run_timeout: float, runs: int) -> None:
     """One ``tune_tasks`` call over kernels with the same per-task cap.  TVM reports a Python
-    exception raised inside its loop as RuntimeError: Ctrl-C (``_Stop``) returns, a callback
-    error is re-raised as itself, anything else becomes ``TuningFailedError``."""
+    exception raised inside its loop as RuntimeError: Ctrl-C (``_Stop``) comes out as
+    ``KeyboardInterrupt``, a callback's error as itself, anything else as
+    ``TuningFailedError``."""
     rand = ms.utils.fork_seed(seed, n=len(ks)) if seed is not None else [-1] * len(ks)
     contexts = [ms.TuneContext(
         mod=k.mod, target=target, space_generator="post-order-apply", search_strategy=strategy,
