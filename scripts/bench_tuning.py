@@ -17,7 +17,6 @@ import json
 import statistics
 import tempfile
 import time
-from collections import defaultdict
 
 from vtatune.compiler.sweep import sweep
 from vtatune.db import open_db
@@ -63,7 +62,7 @@ def main() -> None:
             if r["error_no"] == 0:
                 table[(r["workload"], r["index"])] = r["cost_s"]
     layers = sorted({w for w, _ in table}, key=lambda n: int(n.split("C")[1]))
-    rows, t_all = [], time.perf_counter()
+    t_all = time.perf_counter()
     print("| layer | valid configs | exhaustive best ms | found ms (per seed) | median ratio | within 10 % |")
     print("| --- | --- | --- | --- | --- | --- |")
     hits = 0

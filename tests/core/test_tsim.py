@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vtatune.hardware import isa
 from vtatune.hardware.config import HwConfig
 from vtatune.hardware.isa import AluOp, MemType
 from vtatune.sim.bundle import load_bundle, run_bundle

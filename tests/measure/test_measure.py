@@ -3,7 +3,6 @@ and hung workers."""
 import os
 import time
 
-import pytest
 
 from vtatune.errors import ErrorCategory
 from vtatune.measure import MeasureInput, MeasurePool, MeasureResult, measure_one

@@ -118,6 +118,13 @@ def physical_cores() -> int:
     return int(n or os.cpu_count() or 1)
 
 
+def target_cores(target: Any) -> int:
+    """``num-cores`` of an llvm target, or of a cuda target's llvm host: the worker count for
+    building and MetaSchedule's search threads."""
+    t = target.host if str(target.kind.name) == "cuda" and target.host is not None else target
+    return int(dict(t.attrs).get("num-cores", 1))
+
+
 def make_target(spec: str | dict | None = "llvm", *, num_cores: int | None = None) -> Any:
     """A ``tvm.target.Target`` from ``"llvm"``, ``"cuda"``, ``"cuda:sm_80"`` or a JSON/dict
     target.  llvm targets get ``num-cores`` (MetaSchedule needs it) and the host ``mcpu``

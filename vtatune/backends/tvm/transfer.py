@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ...errors import ConfigurationError
-from .env import load_intrinsics_for, require_device, require_tvm
+from .env import load_intrinsics_for, require_device, require_tvm, target_cores
 from .importer import ImportedModel, Kernel, extract_kernels
 from .store import TRANSFER_RUNNER, MSDatabase, to_ms_json
-from .tune import classify
+from .tune import classify, local_runner
 
 tvm = require_tvm()
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -207,16 +207,15 @@ def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any
             cands.append((i, f"{s.model}/{s.kernel}", _apply(trace, k.mod)))
 
     t0 = time.perf_counter()
-    builder = RetryingBuilder(max_workers=_cores(target), timeout_sec=build_timeout)
-    runner = ms.runner.LocalRunner(timeout_sec=run_timeout, evaluator_config=ms.runner.EvaluatorConfig(
-        number=1, repeat=max(1, runs), min_repeat_ms=20, enable_cpu_cache_flush=False))
+    builder = RetryingBuilder(max_workers=target_cores(target), timeout_sec=build_timeout)
+    runner = local_runner(run_timeout, runs)
     todo = [(i, label, sch) for i, label, sch in cands if sch is not None]
     total = len(cands)
     done = total - len(todo)   # failed replays count as measured-invalid at once
     if progress:
         progress(done, total)
     try:
-        chunk = 2 * _cores(target) * 4
+        chunk = 2 * target_cores(target) * 4
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             args = [ArgInfo.from_entry_func(sch.mod, remove_preproc=True) for _, _, sch in part]
@@ -274,10 +273,6 @@ def _choose(c: KernelChoice, label: str, rec: Any, secs: float | None) -> None:
     c.valid += 1
     if c.faithful_s is None or secs < c.faithful_s:
         c.faithful_s, c.faithful_from, c.faithful_record = secs, label, rec
-
-
-def _cores(target: Any) -> int:
-    return int(dict(target.attrs).get("num-cores", 1)) if str(target.kind.name) == "llvm" else 1
 
 
 def speedup_share(s_tt: float, s_full: float) -> float:

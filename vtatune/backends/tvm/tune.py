@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from ...errors import ConfigurationError, ErrorCategory
 from .env import (TuningFailedError, load_intrinsics_for, require_device, require_tvm,
-                  target_label)
+                  target_cores, target_label)
 from .importer import ImportedModel, Kernel, extract_kernels
 
 tvm = require_tvm()
@@ -124,7 +124,9 @@ class TuneReport:
         return self.__dict__.copy()
 
 
-def _runner(cores: int, timeout_s: float, runs: int) -> Any:
+def local_runner(timeout_s: float, runs: int) -> Any:
+    """MetaSchedule's LocalRunner as vtatune measures with it: ``runs`` timed repeats of at
+    least 20 ms each (tuning and transfer-tuning share it, so their times compare)."""
     cfg = ms.runner.EvaluatorConfig(number=1, repeat=max(1, runs), min_repeat_ms=20,
                                     enable_cpu_cache_flush=False)
     return ms.runner.LocalRunner(timeout_sec=timeout_s, evaluator_config=cfg)
@@ -177,7 +179,7 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
     remaining = min(trials - sum(min(done[k.name], per_task) for k in chosen),
                     sum(per_task - done[k.name] for k in todo))
     recorder = Recorder(database, None)
-    builder = RetryingBuilder(max_workers=_cores(target), timeout_sec=build_timeout)
+    builder = RetryingBuilder(max_workers=target_cores(target), timeout_sec=build_timeout)
     if remaining > 0 and todo:
         if progress:
             progress(0, remaining)
@@ -235,15 +237,15 @@ def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, 
     rand = ms.utils.fork_seed(seed, n=len(ks)) if seed is not None else [-1] * len(ks)
     contexts = [ms.TuneContext(
         mod=k.mod, target=target, space_generator="post-order-apply", search_strategy=strategy,
-        task_name=k.name, rand_state=rs, num_threads=_cores(target),
+        task_name=k.name, rand_state=rs, num_threads=target_cores(target),
         logger=logging.getLogger(f"{__name__}.{k.name}")).clone() for k, rs in zip(ks, rand)]
-    model = (ms.CostModel.create(cost_model, num_tuning_cores=_cores(target))
+    model = (ms.CostModel.create(cost_model, num_tuning_cores=target_cores(target))
              if cost_model != "random" else "random")
     try:
         ms.tune_tasks(
             tasks=contexts, task_weights=[float(k.weight) for k in ks], work_dir="",
             max_trials_global=trials, max_trials_per_task=cap, num_trials_per_iter=batch,
-            builder=builder, runner=_runner(_cores(target), run_timeout, runs),
+            builder=builder, runner=local_runner(run_timeout, runs),
             database=database, cost_model=model,
             measure_callbacks=[recorder, ms.measure_callback.RemoveBuildArtifact(),
                                ms.measure_callback.UpdateCostModel()],
@@ -274,18 +276,3 @@ def _install_sigint(recorder: Recorder) -> Callable[[], None]:
                     "(Ctrl-C again to abort)")
     signal.signal(signal.SIGINT, handler)
     return lambda: signal.signal(signal.SIGINT, previous)
-
-
-def _cores(target: Any) -> int:
-    attrs = dict((target.host or target).attrs) if str(target.kind.name) == "cuda" else dict(target.attrs)
-    return int(attrs.get("num-cores", 1))
-
-
-def best_latencies(db: Any, target: Any, kernels: Sequence[Kernel]) -> dict[str, float | None]:
-    """Best stored time (seconds) of each kernel on ``target``, or None."""
-    database = MSDatabase(db, target)
-    out: dict[str, float | None] = {}
-    for k in kernels:
-        best = db.best(database.key_of(k.mod), database.hw, k=1)
-        out[k.name] = best[0].mean_cost if best else None
-    return out
