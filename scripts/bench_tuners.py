@@ -22,16 +22,17 @@ import numpy as np
 from vtatune.compiler.sweep import verdict
 from vtatune.hardware.config import HwConfig
 from vtatune.space import space_for
-from vtatune.tuning import MeasureOutcome, create_tuner, itervar_feature_names
-from vtatune.tuning.base import digits_of
-from vtatune.tuning.features import itervar_features_batch
+from vtatune.autotune.features import (itervar_feature_fn, itervar_feature_names,
+                                       itervar_features_batch)
+from vtatune.space.indexing import digits_of
+from vtatune.tuning import MeasureOutcome, create_tuner
 from vtatune.workloads import get_workload
 
 TUNERS = {
-    "xgb": lambda wl, hw: {"workload": wl, "hw": hw},            # itervar features (default)
-    "xgb-knob": lambda wl, hw: {"feature_type": "knob"},
-    "ga": lambda wl, hw: {},
-    "random": lambda wl, hw: {},
+    "xgb": lambda s, wl, hw: {"feature_fn": itervar_feature_fn(s, wl, hw)},  # the default
+    "xgb-knob": lambda s, wl, hw: {"feature_type": "knob"},
+    "ga": lambda s, wl, hw: {},
+    "random": lambda s, wl, hw: {},
 }
 
 
@@ -47,7 +48,7 @@ def label_space(wl, hw):
 
 
 def run(name, space, tp, wl, hw, seed, trials, batch):
-    kw = TUNERS[name](wl, hw)
+    kw = TUNERS[name](space, wl, hw)
     tuner = create_tuner(name.split("-")[0], space, seed=seed, **kw)
     best = int(np.argmax(tp))
     seen: list[int] = []

@@ -22,7 +22,8 @@ from vtatune.compiler.sweep import sweep
 from vtatune.db import open_db
 from vtatune.hardware.config import HwConfig
 from vtatune.measure import MeasureResult
-from vtatune.tuning.session import tune
+from vtatune.autotune import tune
+from vtatune.task import VtaTask
 from vtatune.workloads.suites import get_workload
 
 
@@ -35,7 +36,7 @@ class OraclePool:
     def measure(self, inputs):
         out = []
         for inp in inputs:
-            key = (inp.workload, inp.index)
+            key = (inp.task.workload.name, inp.index)
             if key in self.table:
                 out.append(MeasureResult((self.table[key],), 0, 0.0, time.time()))
             else:
@@ -74,8 +75,8 @@ def main() -> None:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as d:
                 db = open_db(f"sqlite:///{d}/bench.db")
-                s = tune(name, hw, db=db, tuner=args.tuner, n_trial=args.trials, seed=seed,
-                         pool=OraclePool(table, verdicts), progress=False)
+                s = tune(VtaTask.create(name, hw), db=db, tuner=args.tuner, n_trial=args.trials,
+                         seed=seed, pool=OraclePool(table, verdicts))
                 db.close()
             found.append(s.best_cost)
         ratios = [f / best for f in found]

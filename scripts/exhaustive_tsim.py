@@ -17,6 +17,8 @@ import time
 from vtatune.compiler.sweep import sweep
 from vtatune.hardware.config import HwConfig
 from vtatune.measure import MeasureInput, MeasurePool
+from vtatune.measure.runners import runner_for
+from vtatune.task import VtaTask
 from vtatune.workloads.suites import get_workload, list_suites, suite
 
 
@@ -39,13 +41,15 @@ def main() -> None:
                 done.add((r["workload"], r["index"]))
     t0 = time.perf_counter()
     with MeasurePool(args.workers, build_timeout=600, run_timeout=600) as pool, open(out, "a") as f:
+        runner = runner_for("tsim")
         for wl in wls:
-            wl = wl.bind(hw)
+            task = VtaTask(wl, hw, args.sync)
+            wl = task.workload
             valid = [r["index"] for r in sweep(wl, hw) if r["valid"] and (wl.name, r["index"]) not in done]
             t1 = time.perf_counter()
             for lo in range(0, len(valid), 16):
                 part = valid[lo:lo + 16]
-                res = pool.measure([MeasureInput(wl.name, hw.name, i, "tsim", sync=args.sync) for i in part])
+                res = pool.measure([MeasureInput(task, task.config(i), runner) for i in part])
                 for i, r in zip(part, res):
                     f.write(json.dumps({"workload": wl.name, "index": i, "error_no": r.error_no,
                                         "cost_s": r.costs[0] if r.error_no == 0 else None,

@@ -110,6 +110,14 @@ class BundleFormatError(VtatuneError, ValueError):
         super().__init__(f"{path}: {field}: {message}")
 
 
+class WorkerStartError(VtatuneError):
+    """A measurement worker process could not be started."""
+
+
+class MissingDependencyError(VtatuneError):
+    """An optional package a command needs is not installed (the message names the extra)."""
+
+
 class CLIUsageError(VtatuneError):
     """Bad command-line usage (exit code 2)."""
 
@@ -130,6 +138,12 @@ class InvalidConfigError(MeasureError):
     the category) where the real mechanism fails: lowering (COMPILE_HOST = 2), the VTA
     runtime library's checks on the board (RUNTIME_DEVICE = 4), or silent field truncation
     that only correctness checking would catch (WRONG_ANSWER = 5)."""
+
+
+class ValidityModelError(ConfigurationError):
+    """A validity-classifier problem: a model file that is not one, or a model used with a
+    template, hardware or feature set it was not trained for.  ``field`` names the key
+    (``template``, ``hw``, ``format`` ...)."""
 
 
 class RecordDecodeError(VtatuneError, ValueError):
@@ -155,3 +169,79 @@ class SchemaVersionError(StorageError):
         super().__init__(
             f"{where}database schema version {found} is not supported (this vtatune reads and "
             f"writes version {supported}); use a vtatune release that supports it")
+
+
+class ForeignDatabaseError(SchemaVersionError):
+    """A database that holds tables but no vtatune ``meta`` table: another application's.
+    vtatune neither reads nor writes it (its schema is only ever created in an empty
+    database).  ``tables`` names (some of) what it holds."""
+
+    def __init__(self, url: str, tables: "list[str] | tuple[str, ...]", supported: int):
+        self.found = None
+        self.supported = supported
+        self.url = url
+        self.tables = list(tables)
+        shown = ", ".join(self.tables[:5]) + (", ..." if len(self.tables) > 5 else "")
+        StorageError.__init__(
+            self, f"{url}: not a vtatune database (no meta table; it holds {shown}); vtatune "
+                  "creates its tables only in an empty database: give it its own")
+
+
+class DatabaseNotFoundError(StorageError):
+    """A database opened read-only that does not exist (a missing SQLite file) or holds no
+    vtatune schema yet (an empty database): read-only use never creates one.  ``url``
+    names it."""
+
+    def __init__(self, url: str, what: str):
+        self.url = url
+        super().__init__(f"{url}: {what}")
+
+
+class LogFileError(RecordDecodeError):
+    """A record file (AutoTVM log, MetaSchedule JSON database) that cannot be read as a
+    whole: missing, unreadable, a device or directory, or a line longer than the limit.
+    ``path`` names it, ``lineno`` the line (None when the file itself is at fault)."""
+
+    def __init__(self, path: str, message: str, lineno: "int | None" = None):
+        self.path = path
+        self.lineno = lineno
+        super().__init__(f"{path}:{lineno}: {message}" if lineno else f"{path}: {message}")
+
+
+class InternalCompilerError(VtatuneError, ValueError):
+    """The compiler asked its own runtime model for something VTA cannot express (e.g. a
+    token between the load and store modules): a compiler bug, never a property of the
+    configuration.  ``field`` names the argument at fault."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class BackendUnavailableError(VtatuneError):
+    """apache-tvm (or an optional frontend package, or the target's device) is missing or
+    unusable (the TVM backend, ``vtatune.backends.tvm``)."""
+
+
+class TuningFailedError(VtatuneError):
+    """MetaSchedule stopped with an error (the first line of TVM's message is kept)."""
+
+
+class ResourceLimitError(VtatuneError, ValueError):
+    """An input that would make vtatune exceed one of its documented resource caps (memory
+    or time): a bundle member larger than allowed, one instruction or one run costing more
+    than any real program.  Raised before the memory is allocated.
+
+    ``field`` names the quantity at fault (a bundle member, ``insn_count``,
+    ``iter_out*iter_in*uops`` ...), ``value`` is what the input asks for, ``limit`` the cap,
+    ``insn_index`` the instruction (None when not tied to one).
+    """
+
+    def __init__(self, field: str, value: int, limit: int, message: str,
+                 insn_index: int | None = None):
+        self.field = field
+        self.value = value
+        self.limit = limit
+        self.insn_index = insn_index
+        where = "" if insn_index is None else f"instruction {insn_index} "
+        super().__init__(f"{where}field {field}: {message} ({value} > limit {limit})")

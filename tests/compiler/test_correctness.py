@@ -8,6 +8,7 @@ from vtatune.compiler.reference import reference
 from vtatune.hardware.config import HwConfig
 from vtatune.space import space_for
 from vtatune.workloads.suites import get_workload
+from vtatune.measure.runners import run_program
 
 from .conftest import valid_sample
 
@@ -21,7 +22,8 @@ CALIBRATION = [("resnet18.C2", 8, 56, 1, 2, 2, 1), ("resnet18.C4", 7, 28, 1, 4, 
 def check(wl, knobs, hw, seed=0):
     prog = compile_program(wl, knobs, hw)
     inputs = prog.random_inputs(seed)
-    out, result = prog.run(inputs)
+    ex = run_program(prog, inputs)
+    out, result = ex.output, ex.result
     expected = reference(prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))
     assert out.shape == expected.shape
     assert np.array_equal(out, expected), f"{wl.name} {knobs}: wrong answer"

@@ -8,6 +8,7 @@ from vtatune.compiler.program import compile_program
 from vtatune.hardware.config import HwConfig
 from vtatune.sim.bundle import load_bundle
 from vtatune.workloads import CONV2D, Workload
+from vtatune.measure.runners import run_program
 
 CASES = {
     # name: (H, W, CI, CO, k, pad, stride), knobs (from the reference README)
@@ -42,5 +43,5 @@ def test_compiled_program_matches_numpy(name):
     wl = Workload(CONV2D, h, w, ci, co, k, k, pad, pad, s, s)
     prog = compile_program(wl, knobs, HwConfig.load())
     inputs = prog.random_inputs(seed=1)
-    out, _ = prog.run(inputs)
+    out = run_program(prog, inputs).output
     assert np.array_equal(out, reference(prog.workload, inputs["data"], inputs["kernel"]))

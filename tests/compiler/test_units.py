@@ -376,7 +376,7 @@ def test_loop_program_stream_by_hand_and_on_fsim(hw):
     10 FINISH
     Every token queue balances; fsim runs it to FINISH without leftover tokens."""
     from vtatune.sim.dram import Dram
-    from vtatune.sim.targets import create_simulator
+    from vtatune.sim.simulators import create_simulator
 
     dram = Dram()
     data = dram.alloc(4096)

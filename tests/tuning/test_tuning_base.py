@@ -19,7 +19,8 @@ from vtatune.tuning import (
     tuner_names,
 )
 
-pytest.importorskip("xgboost")
+# the xgb tuner needs xgboost (the [tune] extra); the other tuners' tests must run without it
+XGB = pytest.mark.requires("xgboost", "tune")
 
 TUNER_KW = {"random": {}, "grid": {}, "ga": {"pop_size": 20},
             "xgb": {"feature_type": "knob", "plan_size": 16}}
@@ -50,6 +51,7 @@ def test_measure_outcome_properties():
 
 
 # ---------------------------------------------------------------------------- registry
+@XGB
 def test_registry_names_and_factories():
     assert {"random", "grid", "ga", "xgb"} <= set(tuner_names())
     s = small_space()
@@ -80,7 +82,7 @@ def test_register_custom_tuner():
 
 
 # ---------------------------------------------------------------------------- protocol
-@pytest.mark.parametrize("name", ["random", "grid", "ga", "xgb"])
+@pytest.mark.parametrize("name", ["random", "grid", "ga", pytest.param("xgb", marks=XGB)])
 def test_no_duplicates_and_full_coverage(name):
     s = small_space()
     obj = Objective(s, fn=lambda k: k["x"] * k["y"] * (0 if k["t"] * k["x"] > 8 else 1))
@@ -114,7 +116,7 @@ def test_batch_size_is_exact_and_checked():
             RandomTuner(s).next_batch(bad)
 
 
-@pytest.mark.parametrize("name", ["random", "grid", "ga", "xgb"])
+@pytest.mark.parametrize("name", ["random", "grid", "ga", pytest.param("xgb", marks=XGB)])
 def test_told_indices_are_never_proposed(name):
     """update() with records of any index (resuming a session) marks them visited."""
     s = synthetic_space()
@@ -139,7 +141,7 @@ def test_best_tracks_highest_throughput():
     assert t.best.index == 2
 
 
-@pytest.mark.parametrize("name", ["random", "ga", "xgb"])
+@pytest.mark.parametrize("name", ["random", "ga", pytest.param("xgb", marks=XGB)])
 def test_seed_makes_runs_reproducible(name):
     s = synthetic_space()
     obj = Objective(s)
@@ -163,7 +165,7 @@ class RecordingInit:
         return self.choose(space, n, rng)
 
 
-@pytest.mark.parametrize("name", ["random", "grid", "ga", "xgb"])
+@pytest.mark.parametrize("name", ["random", "grid", "ga", pytest.param("xgb", marks=XGB)])
 def test_init_hook_chooses_the_first_batch(name):
     s = synthetic_space()
     kw = TUNER_KW[name]

@@ -6,15 +6,16 @@ from vtatune.compiler.sweep import verdict
 from vtatune.errors import ConfigurationError
 from vtatune.hardware.config import HwConfig
 from vtatune.space import space_for
-from vtatune.tuning import (
+from vtatune.autotune.features import (
     CONV_FEATURES,
     DENSE_FEATURES,
+    itervar_feature_fn,
     itervar_feature_names,
     itervar_features,
     itervar_features_batch,
 )
-from vtatune.tuning.base import digits_of
-from vtatune.tuning.features import itervar_feature_fn, knob_feature_fn
+from vtatune.space.indexing import digits_of
+from vtatune.tuning.features import knob_feature_fn
 from vtatune.workloads import get_workload
 
 HW = HwConfig.load()

@@ -1,11 +1,16 @@
-"""Shared CLI conventions: --json on every command, --hw on hardware-dependent ones."""
+"""Shared CLI conventions: ``--json`` on every command, ``--hw`` on hardware-dependent ones,
+``--db`` on database ones, progress bars, and loading what those options name.  The CLI is
+the only layer that prints."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
+from ..errors import CLIUsageError
 from ..hardware.config import DEFAULT_NAME, HwConfig
 
 
@@ -18,10 +23,64 @@ def add_hw(p: argparse.ArgumentParser) -> None:
                    help=f"hardware configuration: a shipped name or a JSON file (default {DEFAULT_NAME})")
 
 
+def add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="SQLAlchemy URL of the records database "
+                        "(default: $VTATUNE_DB, else sqlite:///vtatune.db)")
+
+
+def add_sync(p: argparse.ArgumentParser) -> None:
+    from ..compiler.ir import SYNC_MODES
+    from ..task import DEFAULT_SYNC
+    p.add_argument("--sync", default=DEFAULT_SYNC, choices=list(SYNC_MODES),
+                   help=f"dependence-token scheme (docs/compiler.md); default {DEFAULT_SYNC}")
+
+
 def load_hw(args: argparse.Namespace) -> HwConfig:
     return HwConfig.load(getattr(args, "hw", None))
+
+
+@contextmanager
+def opened_db(args: argparse.Namespace, *, readonly: bool = False) -> Iterator[Any]:
+    """The database named by ``--db``, closed afterwards.  Read-only commands never create
+    or convert a database."""
+    from ..db import open_db
+    db = open_db(args.db, **({"readonly": True} if readonly else {}))
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def positive(value: int | None, option: str, *, minimum: int = 1) -> None:
+    """Refuse a count below ``minimum`` with a usage error naming the option."""
+    if value is not None and value < minimum:
+        raise CLIUsageError(f"{option} must be at least {minimum}, got {value}")
 
 
 def emit_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+class ProgressBar:
+    """A tqdm bar on a terminal (never in CI or with ``--json``), else nothing."""
+
+    def __init__(self, total: int, desc: str, *, unit: str = "trial", enabled: bool = True):
+        self.bar = None
+        if enabled and sys.stderr.isatty() and not os.environ.get("CI"):
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=True)
+
+    def update(self, n: int, **postfix: Any) -> None:
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix(refresh=False, **postfix)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -6,17 +6,13 @@ import sys
 import time
 from collections import Counter
 
-import numpy as np
-
-from ..compiler.program import compile_program
-from ..compiler.reference import reference
-from ..compiler.sweep import sweep, verdict
-from ..errors import CLIUsageError, MeasureError, RecordDecodeError, UnsupportedError, VtatuneError
+from ..compiler.sweep import sweep
+from ..errors import CLIUsageError, MeasureError
+from ..measure.runners import RUNNERS, compile_config, evaluate, runner_for
 from ..sim.bundle import save_bundle
-from ..sim.targets import SIMULATORS
-from ..space import space_for
-from ..workloads.suites import list_suites, resolve_workload, suite
-from .common import add_hw, add_json, emit_json
+from ..task import VtaTask
+from ..workloads.suites import list_suites, suite
+from .common import add_hw, add_json, add_sync, emit_json, load_hw
 
 
 def register(sub) -> None:
@@ -28,14 +24,14 @@ def register(sub) -> None:
 
     p = sub.add_parser("run", help="compile one configuration and run it on a simulator")
     _common(p)
-    p.add_argument("--target", default="fsim", choices=sorted(SIMULATORS))
+    p.add_argument("--target", default="fsim", choices=sorted(RUNNERS))
     p.add_argument("--check", action="store_true", help="compare the output with the numpy reference")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--trace", metavar="FILE.json", help="tsim: write a Chrome-trace (Perfetto) JSON of the pipeline")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="compile-only validity verdict of every configuration")
-    p.add_argument("target", metavar="WORKLOAD|SUITE")
+    p.add_argument("workload", metavar="WORKLOAD|SUITE")
     p.add_argument("-o", "--output", required=True, metavar="FILE.jsonl")
     add_hw(p)
     add_json(p)
@@ -43,7 +39,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("replay", help="re-evaluate every record of an AutoTVM JSON log")
     p.add_argument("log", help="AutoTVM v0.2 JSON-lines log")
-    p.add_argument("--target", default="fsim", choices=sorted(SIMULATORS))
+    p.add_argument("--target", default="fsim", choices=sorted(RUNNERS))
     p.add_argument("--check", action="store_true", help="run each valid record and compare with numpy")
     add_hw(p)
     add_json(p)
@@ -53,22 +49,22 @@ def register(sub) -> None:
 def _common(p) -> None:
     p.add_argument("workload", help="suite name (resnet18.C2), spec string or AutoTVM input")
     p.add_argument("--index", type=int, required=True, help="configuration index (AutoTVM order)")
-    p.add_argument("--sync", default="tvm-0.14", choices=["tvm-0.14", "single"],
-                   help="dependence-token scheme (docs/compiler.md); default: as TVM v0.14")
+    add_sync(p)
     add_hw(p)
     add_json(p)
 
 
 def _config(args):
-    wl, hw = resolve_workload(args.workload, args.hw)
-    space = space_for(wl, hw)
-    if not 0 <= args.index < space.size:
-        raise CLIUsageError(f"--index {args.index} is outside the space of {space.size} configurations")
-    return wl, hw, space.get(args.index)
+    task = VtaTask.create(args.workload, load_hw(args), sync=args.sync)
+    if not 0 <= args.index < task.space.size:
+        raise CLIUsageError(f"--index {args.index} is outside the space of {task.space.size} "
+                            "configurations")
+    return task, task.config(args.index)
 
 
-def _invalid(args, wl, hw, cfg, exc) -> int:
-    out = {"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs, "valid": False,
+def _invalid(args, task, cfg, exc) -> int:
+    wl = task.workload
+    out = {"workload": wl.name, "hw": task.hw.name, "index": cfg.index, "knobs": cfg.knobs, "valid": False,
            "category": int(exc.category), "reason": exc.reason, "message": exc.message}
     if args.json:
         emit_json(out)
@@ -79,19 +75,20 @@ def _invalid(args, wl, hw, cfg, exc) -> int:
 
 
 def _compile(args):
-    """(workload, hw, config, program); program is None after an invalid config was reported."""
-    wl, hw, cfg = _config(args)
+    """(task, config, program); program is None after an invalid config was reported."""
+    task, cfg = _config(args)
     try:
-        return wl, hw, cfg, compile_program(wl, cfg.knobs, hw, sync=args.sync)
+        return task, cfg, compile_config(task, cfg)
     except MeasureError as exc:
-        _invalid(args, wl, hw, cfg, exc)
-        return wl, hw, cfg, None
+        _invalid(args, task, cfg, exc)
+        return task, cfg, None
 
 
 def cmd_compile(args) -> int:
-    wl, hw, cfg, prog = _compile(args)
+    task, cfg, prog = _compile(args)
     if prog is None:
         return 1
+    wl, hw = task.workload, task.hw
     summary = prog.summary()
     if args.dump:
         from ..hardware.config import shipped_configs
@@ -114,23 +111,18 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    wl, hw, cfg, prog = _compile(args)
+    task, cfg, prog = _compile(args)
     if prog is None:
         return 1
     if args.trace and args.target != "tsim":
         raise CLIUsageError("--trace needs --target tsim")
-    inputs = prog.random_inputs(args.seed)
-    options = {"trace": True} if args.trace else {}
-    t0 = time.perf_counter()
-    out, result = prog.run(inputs, args.target, **options)
-    wall = time.perf_counter() - t0
-    correct = None
-    if args.check:
-        correct = bool(np.array_equal(out, reference(prog.workload, inputs["data"], inputs["kernel"],
-                                                     inputs.get("bias"))))
+    ev = evaluate(task, cfg, runner_for(args.target), check=args.check, seed=args.seed,
+                  trace=bool(args.trace), functional=True, program=prog)
+    result, wall = ev.execution.result, ev.execution.wall
+    wl, hw = task.workload, task.hw
     doc = {"workload": wl.name, "hw": hw.name, "index": cfg.index, "knobs": cfg.knobs,
            "target": args.target, "instructions": prog.insn_count, "counters": result.counters,
-           "correct": correct, "sim_wall_s": round(wall, 4)}
+           "correct": ev.correct, "sim_wall_s": round(wall, 4)}
     if hasattr(result, "timing_dict"):
         doc.update(result.timing_dict())
         if result.races:
@@ -149,9 +141,9 @@ def cmd_run(args) -> int:
             _print_timing(result)
         if args.trace:
             print(f"  trace written to {args.trace} (open in chrome://tracing or ui.perfetto.dev)")
-        if correct is not None:
-            print("  output matches the numpy reference" if correct else "  WRONG ANSWER against the numpy reference")
-    return 0 if correct in (None, True) else 1
+        if ev.correct is not None:
+            print("  output matches the numpy reference" if ev.correct else "  WRONG ANSWER against the numpy reference")
+    return 0 if ev.correct in (None, True) else 1
 
 
 def _print_timing(result) -> None:
@@ -165,17 +157,16 @@ def _print_timing(result) -> None:
         print(f"  WARNING: {len(result.races)} data race(s), e.g. {result.races[0]}")
 
 
-def _targets(name: str, hw):
+def _workloads_of(name: str, hw):
+    """Every offloadable workload of a suite, or the one workload ``name`` names."""
     if name in list_suites():
         return [w for w in suite(name) if w.offloadable]
-    wl, _ = resolve_workload(name, hw)
-    return [wl]
+    return [VtaTask.create(name, hw).workload]
 
 
 def cmd_sweep(args) -> int:
-    from ..hardware.config import HwConfig
-    hw = HwConfig.load(args.hw)
-    workloads = _targets(args.target, hw)
+    hw = load_hw(args)
+    workloads = _workloads_of(args.workload, hw)
     stats = []
     t_all = time.perf_counter()
     with open(args.output, "w", encoding="utf-8") as f:
@@ -183,12 +174,12 @@ def cmd_sweep(args) -> int:
             t0 = time.perf_counter()
             counts = Counter()
             n = 0
-            for rec in sweep(wl, hw, name=wl.name or args.target):
+            for rec in sweep(wl, hw, name=wl.name or args.workload):
                 f.write(json.dumps(rec) + "\n")
                 counts[rec["reason"] or "valid"] += 1
                 n += 1
             dt = time.perf_counter() - t0
-            stats.append({"workload": wl.name or args.target, "configs": n, "valid": counts["valid"],
+            stats.append({"workload": wl.name or args.workload, "configs": n, "valid": counts["valid"],
                           "valid_fraction": round(counts["valid"] / n, 4) if n else 0.0,
                           "reasons": dict(counts), "seconds": round(dt, 3)})
             if not args.json:
@@ -202,96 +193,36 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def _record(line: str) -> dict:
-    """Parse one AutoTVM v0.2 log line, checking the structure it must have."""
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RecordDecodeError(f"not JSON: {exc}") from None
-    if not isinstance(rec, dict):
-        raise RecordDecodeError("a log record is a JSON object")
-    for key, kind in (("input", list), ("config", dict)):
-        if not isinstance(rec.get(key), kind):
-            raise RecordDecodeError(f"field {key!r} must be a JSON {kind.__name__}")
-    result = rec.get("result")
-    if result is not None and not (isinstance(result, list) and len(result) >= 2
-                                   and isinstance(result[0], list)):
-        raise RecordDecodeError("field 'result' must be [costs, error_no, all_cost, timestamp]")
-    return rec
-
-
-def _replay_row(rec: dict, lineno: int, args) -> dict:
-    from ..workloads.parse import parse_autotvm_input
-    row: dict = {"line": lineno}
-    task = parse_autotvm_input(rec["input"], args.hw)
-    space = space_for(task.workload, task.hw)
-    given = rec["config"]
-    row.update(workload=task.workload.name or rec["input"][1], hw=task.hw.name, index=given.get("index"))
-    try:
-        cfg = space.from_json_dict(given, check_index=False)
-    except VtatuneError as exc:
-        row["entity_error"] = str(exc)  # the entity itself is not a point of this space
-        row["index_matches"] = False
-        return row
-    row["index_matches"] = given.get("index") in (None, cfg.index)
-    if not row["index_matches"]:
-        row["index_error"] = f"record index {given.get('index')} does not match its entity, which is index {cfg.index}"
-    row["knobs"] = cfg.knobs
-    valid, cat, reason, msg = verdict(task.workload, cfg.knobs, task.hw)
-    result = rec.get("result") or [[], None]
-    row.update(valid=valid, category=cat, reason=reason, message=msg, recorded_error_no=result[1])
-    if valid and (args.check or args.target == "tsim"):
-        prog = compile_program(task.workload, cfg.knobs, task.hw)
-        inputs = prog.random_inputs(lineno)
-        out, res = prog.run(inputs, args.target)
-        if args.check:
-            row["correct"] = bool(np.array_equal(out, reference(
-                prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))))
-        if hasattr(res, "latency_ms"):
-            row.update(latency_ms=round(res.latency_ms, 4), cycles=round(res.cycles), gops=round(res.gops, 3))
-            costs = [c for c in result[0] if isinstance(c, (int, float))]
-            if result[1] == 0 and costs:
-                row["recorded_ms"] = round(float(np.mean(costs)) * 1e3, 4)
-    return row
-
-
 def cmd_replay(args) -> int:
+    from ..measure.replay import replay_log
+    hw = load_hw(args) if args.hw else None
+    runner = runner_for(args.target)
     rows = []
-    with open(args.log, "rb") as f:
-        for lineno, raw_line in enumerate(f, 1):
-            try:
-                line = raw_line.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                line = None
-            if line is None:
-                row = {"line": lineno, "error": f"RecordDecodeError: {args.log}:{lineno}: not UTF-8"}
-                rows.append(row)
-                if not args.json:
-                    print(f"line {lineno}: {row['error']}")
-                continue
-            if not line or line.startswith("#"):
-                continue
-            try:
-                row = _replay_row(_record(line), lineno, args)
-            except (VtatuneError, UnsupportedError) as exc:
-                row = {"line": lineno, "error": f"{type(exc).__name__}: {exc}"}
-            rows.append(row)
-            if not args.json:
-                if "error" in row:
-                    status = row["error"]
-                elif "entity_error" in row:
-                    status = f"entity is not a point of the space: {row['entity_error']}"
-                else:
-                    status = "valid" if row.get("valid") else f"invalid ({row.get('reason')})"
-                extra = "" if "correct" not in row else (" correct" if row["correct"] else " WRONG ANSWER")
-                if "latency_ms" in row:
-                    extra += f" {row['latency_ms']:.3f} ms simulated"
-                    if "recorded_ms" in row:
-                        extra += f" (log: {row['recorded_ms']:.3f} ms)"
-                match = "" if row.get("index_matches", True) or "entity_error" in row else \
-                    " [index does not decode to the entity]"
-                print(f"line {lineno}: {row.get('workload', '?')} index {row.get('index')}: {status}{extra}{match}")
+    for row in replay_log(args.log, hw, runner, args.check):
+        rows.append(row)
+        if not args.json:
+            print(_replay_line(row))
     if args.json:
         emit_json(rows)
     bad = any("error" in r or r.get("correct") is False for r in rows)
     return 1 if bad else 0
+
+
+def _replay_line(row: dict) -> str:
+    lineno = row["line"]
+    if "skipped" in row:
+        return f"line {lineno}: skipped: {row['skipped']}"
+    if "error" in row and "workload" not in row:
+        return f"line {lineno}: {row['error']}"
+    if "entity_error" in row:
+        status = f"entity is not a point of the space: {row['entity_error']}"
+    else:
+        status = "valid" if row.get("valid") else f"invalid ({row.get('reason')})"
+    extra = "" if "correct" not in row else (" correct" if row["correct"] else " WRONG ANSWER")
+    if "latency_ms" in row:
+        extra += f" {row['latency_ms']:.3f} ms simulated"
+        if "recorded_ms" in row:
+            extra += f" (log: {row['recorded_ms']:.3f} ms)"
+    match = "" if row.get("index_matches", True) or "entity_error" in row else \
+        " [index does not decode to the entity]"
+    return f"line {lineno}: {row.get('workload', '?')} index {row.get('index')}: {status}{extra}{match}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..sim.bundle import load_bundle, run_bundle, save_bundle
-from ..sim.targets import SIMULATORS
+from ..sim.simulators import SIMULATORS
 from .common import add_json, emit_json
 
 

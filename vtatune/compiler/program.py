@@ -3,8 +3,8 @@
 ``compile_program`` follows the original stack's order of failure: lowering checks
 (COMPILE_HOST), then the runtime library's checks (RUNTIME_DEVICE), then encoding of every
 field (a value that would be silently truncated is WRONG_ANSWER).  A returned Program holds
-the exact instruction stream, the micro-op buffer and the DRAM layout; ``run`` packs numpy
-inputs, executes on a simulator and unpacks the output.
+the exact instruction stream, the micro-op buffer and the DRAM layout, and packs numpy
+inputs into that layout (``vtatune.measure.runners`` executes it).
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def lowering_for(wl: Workload, knobs: dict, hw: HwConfig):
     if wl.template == CONV2D_TRANSPOSE:
         from .conv2d_transpose import Conv2DTransposeLowering
         return Conv2DTransposeLowering(wl, knobs, hw)
-    raise ValueError(wl.template)
+    from ..errors import ConfigurationError
+    raise ConfigurationError("template", f"the compiler has no lowering for template {wl.template!r}")
 
 
 def check_config(wl: Workload, knobs: dict, hw: HwConfig):
@@ -138,20 +139,6 @@ class Program:
         contents = self.dram_contents(inputs)
         regions = sorted((self.regions[n][0], contents[n]) for n in self.regions)
         return Bundle(self.hw.name, self.insn_addr, self.insn_count, regions)
-
-    def run(self, inputs: dict[str, np.ndarray], target: str = "fsim", **options):
-        """Execute on a simulator (``options`` go to it, e.g. ``trace=True`` for tsim);
-        returns (output in the plain layout, RunResult)."""
-        from ..sim.targets import create_simulator
-
-        dram = Dram()
-        for name, data in self.dram_contents(inputs).items():
-            dram.map(self.regions[name][0], data)
-        sim = create_simulator(target, self.hw, dram, **options)
-        result = sim.run(self.insn_addr, self.insn_count)
-        addr, nbytes = self.regions["out"]
-        raw = np.frombuffer(dram.read(addr, nbytes), dtype=np.int8)
-        return self.extra["lowering"].unpack_output(raw), result
 
 
 def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = "tvm-0.14") -> Program:

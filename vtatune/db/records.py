@@ -12,16 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .._version import __version__
 from ..errors import ConfigurationError, ErrorCategory
-
-if TYPE_CHECKING:
-    from ..hardware.config import HwConfig
-    from ..workloads.workload import Workload
 
 #: Values of ``TuningRecord.source``.
 SOURCES = ("measured", "imported", "predicted")
@@ -171,23 +166,21 @@ class TuningRecord:
     def args(self) -> list:
         return split_workload_key(self.workload_key)[1]
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def for_vta(cls, workload: "Workload", hw: "HwConfig", config: Any, *,
-                costs: Sequence[float] = (), error_no: int = 0, all_cost: float = 0.0,
-                timestamp: float | None = None, **kw: Any) -> "TuningRecord":
-        """A VTA record of ``workload`` on ``hw``; ``config`` is a ``ConfigEntity`` or its
-        AutoTVM JSON dict.  Further keyword arguments are fields (``source``, ``runner`` ...);
-        ``timestamp`` defaults to now."""
-        from ..workloads.parse import autotvm_input
 
-        target, task_name, args, _ = autotvm_input(workload, hw)
-        if hasattr(config, "to_json_dict"):
-            config = config.to_json_dict()
-        kw.setdefault("workload_name", workload.name or "")
-        kw.setdefault("config_index", config.get("index") if isinstance(config, Mapping)
-                      else None)
-        return cls(backend="vta", workload_key=workload_key(task_name, args), target=target,
-                   hw=hw.name, config=config, costs=list(costs), error_no=int(error_no),
-                   all_cost=all_cost, timestamp=time.time() if timestamp is None else timestamp,
-                   **kw)
+def short_key(key: str, name: str = "") -> str:
+    """A workload key fit to print: MetaSchedule keys embed the whole module (kilobytes of
+    base64), so those become their structural hash and task name."""
+    if len(key) <= 200:
+        return key
+    head = key[:key.find(",")] if key.startswith('["') else key[:40]
+    return f"{head.strip('[')} ({name or 'unnamed'}, {len(key)} chars)"
+
+
+def short_keys(stats: dict) -> dict:
+    """``Database.stats()`` with every workload key shortened by ``short_key``."""
+    names = {g["workload_key"]: g["workload_name"] for g in stats.get("groups", [])}
+    out = dict(stats)
+    out["workload"] = {short_key(k, names.get(k, "")): v for k, v in stats["workload"].items()}
+    out["groups"] = [{**g, "workload_key": short_key(g["workload_key"], g["workload_name"])}
+                     for g in stats["groups"]]
+    return out

@@ -1,9 +1,9 @@
-"""One measurement: compile (the builder) then run on a target (the runner).
+"""One measurement: compile (the builder) then run on a runner.
 
-Targets are URL-like strings: ``tsim`` (cycle model; cost = simulated latency per call),
-``fsim`` (functional only; cost = the simulator's wall time, not a hardware time) and, later,
-``pynq://HOST:PORT``.  An invalid configuration costs no device time: the builder returns
-its typed error with the category the original stack would have recorded.
+A ``MeasureInput`` carries everything a worker process needs — the task (with its full
+hardware configuration), the configuration itself and the runner — so a worker never
+re-reads files or re-resolves names.  An invalid configuration costs no device time: the
+builder returns its typed error with the category the original stack would have recorded.
 """
 from __future__ import annotations
 
@@ -15,19 +15,24 @@ from typing import Any
 import numpy as np
 
 from ..errors import ErrorCategory, MeasureError, UnsupportedError, VtatuneError
+from ..space import ConfigEntity
+from ..task import VtaTask
+from .runners import Runner, compile_config, evaluate
 
 FAILED_COST = 1e9  # AutoTVM's stand-in cost of a failed measurement
 
 
 @dataclass(frozen=True)
 class MeasureInput:
-    workload: str            # suite name, spec string or AutoTVM input JSON
-    hw: str                  # hardware configuration name or JSON file
-    index: int               # configuration index in the template's space
-    target: str = "tsim"
+    task: VtaTask
+    config: ConfigEntity
+    runner: Runner
     number: int = 1          # AutoTVM's `number`: costs repeated this many times
     check: bool = False      # compare with the numpy reference (WRONG_ANSWER on mismatch)
-    sync: str = "tvm-0.14"   # dependence-token scheme of the compiler
+
+    @property
+    def index(self) -> int:
+        return self.config.index
 
 
 @dataclass
@@ -65,44 +70,18 @@ class MeasureResult:
         return MeasureResult((FAILED_COST,), int(category), now - started, now, reason, message)
 
 
-def _resolve(inp: MeasureInput):
-    from ..hardware.config import HwConfig
-    from ..space import space_for
-    from ..workloads.suites import resolve_workload
-    hw = HwConfig.load(inp.hw)
-    wl, hw = resolve_workload(inp.workload, hw)
-    return wl, hw, space_for(wl, hw).get(inp.index)
-
-
 def build(inp: MeasureInput):
     """The builder: compile one configuration (no device time)."""
-    from ..compiler.program import compile_program
-    wl, hw, cfg = _resolve(inp)
-    return compile_program(wl, cfg.knobs, hw, sync=inp.sync)
+    return compile_config(inp.task, inp.config)
 
 
 def run(prog, inp: MeasureInput) -> tuple[tuple, dict]:
     """The runner: execute on the target; returns (costs in seconds, extra figures)."""
-    from ..compiler.reference import reference
-    target = inp.target
-    if target.startswith("pynq://"):
-        raise UnsupportedError(f"target {target!r}: the PYNQ board runner is not part of this release")
-    inputs = prog.random_inputs(inp.index)
-    t0 = time.perf_counter()
-    out, res = prog.run(inputs, target, **({"functional": inp.check} if target == "tsim" else {}))
-    wall = time.perf_counter() - t0
-    extra = {"instructions": prog.insn_count}
-    if target == "tsim":
-        cost = res.latency_ms / 1e3
-        extra.update(cycles=round(res.cycles), gops=round(res.gops, 3), races=len(res.races))
-    else:
-        cost = wall
-    if inp.check:
-        expected = reference(prog.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))
-        if not np.array_equal(out, expected):
-            raise MeasureError(ErrorCategory.WRONG_ANSWER, "wrong_answer",
-                               "output differs from the numpy reference")
-    return (cost,) * max(1, inp.number), extra
+    ev = evaluate(inp.task, inp.config, inp.runner, check=inp.check, program=prog)
+    if ev.correct is False:
+        raise MeasureError(ErrorCategory.WRONG_ANSWER, "wrong_answer",
+                           "output differs from the numpy reference")
+    return (ev.execution.cost,) * max(1, inp.number), ev.execution.extra
 
 
 def measure_one(inp: MeasureInput, on_phase=None) -> MeasureResult:

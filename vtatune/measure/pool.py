@@ -8,29 +8,36 @@ and the batch goes on.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from multiprocessing.connection import wait
 from typing import Callable, Sequence
 
-from ..errors import ErrorCategory
+from ..errors import ErrorCategory, WorkerStartError
 from .measure import MeasureInput, MeasureResult
 
 
 def _worker(conn, measure_fn) -> None:
     """Worker loop: receive (task id, input), report the phase, send the result dict.
-    Ctrl-C belongs to the parent (it kills and replaces workers), so workers ignore it."""
+    Ctrl-C belongs to the parent (it kills and replaces workers), so workers ignore it; a
+    parent that went away (killed, SIGTERM) ends the worker quietly, without a traceback."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        # import what unpickling an input needs before saying ready: the module imports
+        # must not count against the first measurement's build timeout
+        import vtatune.measure.measure  # noqa: F401
+        conn.send(("ready", None, None))
+        while True:
             msg = conn.recv()
-        except EOFError:
-            return
-        if msg is None:
-            return
-        tid, inp = msg
-        result = measure_fn(inp, lambda phase: conn.send((tid, "phase", phase)))
-        conn.send((tid, "done", result.to_dict()))
+            if msg is None:
+                return
+            tid, inp = msg
+            result = measure_fn(inp, lambda phase: conn.send((tid, "phase", phase)))
+            conn.send((tid, "done", result.to_dict()))
+    except (EOFError, OSError):  # the parent closed the pipe
+        return
 
 
 def _measure_with_phases(inp: MeasureInput, report: Callable[[str], None]) -> MeasureResult:
@@ -40,8 +47,10 @@ def _measure_with_phases(inp: MeasureInput, report: Callable[[str], None]) -> Me
 
 class MeasurePool:
     def __init__(self, workers: int = 2, build_timeout: float = 60.0, run_timeout: float = 120.0,
-                 measure_fn: Callable | None = None, start_method: str = "spawn"):
+                 measure_fn: Callable | None = None, start_method: str = "spawn",
+                 start_timeout: float = 120.0):
         self.n = max(1, int(workers))
+        self.start_timeout = start_timeout
         self.build_timeout = build_timeout
         self.run_timeout = run_timeout
         self.measure_fn = measure_fn or _measure_with_phases
@@ -61,6 +70,19 @@ class MeasurePool:
         p.start()
         child.close()
         self.procs[i], self.conns[i] = p, parent
+        # a worker is fed only once it has imported the measurement code
+        deadline = time.monotonic() + self.start_timeout
+        while p.is_alive() and time.monotonic() < deadline:
+            if parent.poll(0.1):
+                try:
+                    parent.recv()
+                except (EOFError, OSError):
+                    break
+                return
+        code = p.exitcode
+        self._kill(i)
+        raise WorkerStartError(f"measurement worker {i} did not start within "
+                               f"{self.start_timeout:.0f} s (exit code {code})")
 
     def _kill(self, i: int) -> None:
         p = self.procs[i]

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .base import index_strides
+from ..space.indexing import index_strides
 
 logger = logging.getLogger("vtatune.tuning")
 

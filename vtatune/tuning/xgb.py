@@ -35,13 +35,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigurationError
-from .base import InitFn, MeasureOutcome, Tuner, check_vectorisable, digits_of, index_strides
-from .features import FeatureFn, itervar_feature_fn, knob_feature_fn
+from ..space.indexing import check_vectorisable, digits_of, index_strides
+from .base import InitFn, MeasureOutcome, Tuner
+from .features import FEATURE_TYPES, FeatureFn, knob_feature_fn
 from .sa import SimulatedAnnealingOptimizer
 
 logger = logging.getLogger("vtatune.tuning")
 
-FEATURE_TYPES = ("itervar", "knob")
 LOSS_TYPES = ("rank", "reg")
 
 
@@ -204,12 +204,11 @@ class XGBTuner(Tuner):
     plan_size
         Measurements between refits, and the size of each plan (64).
     feature_type
-        ``"itervar"`` (AutoTVM's default; needs ``workload``) or ``"knob"``.
+        ``"knob"``: the only feature set every space has.  Backends pass their own
+        ``feature_fn`` (the VTA driver: AutoTVM's default ``"itervar"`` features,
+        ``vtatune.autotune.features``).
     loss_type
         ``"rank"`` (``rank:pairwise``, default) or ``"reg"``.
-    workload, hw
-        The workload ``space`` belongs to and its hardware configuration (default
-        ``HwConfig.load()``); used by the ``"itervar"`` features.
     feature_fn
         Custom features: a callable digit matrix -> feature matrix (overrides
         ``feature_type``).
@@ -230,8 +229,8 @@ class XGBTuner(Tuner):
     name = "xgb"
 
     def __init__(self, space, *, seed: int | None = None, init: InitFn | None = None,
-                 plan_size: int = 64, feature_type: str = "itervar", loss_type: str = "rank",
-                 workload=None, hw=None, feature_fn: FeatureFn | None = None,
+                 plan_size: int = 64, feature_type: str = "knob", loss_type: str = "rank",
+                 feature_fn: FeatureFn | None = None,
                  eps_greedy: float = 0.05, n_iter: int = 500, parallel_size: int = 128,
                  early_stop: int | None = 50, temp: float | tuple[float, float] = (1.0, 0.0),
                  persistent: bool = True, min_score: float | None = 0.0,
@@ -249,7 +248,7 @@ class XGBTuner(Tuner):
         self.min_score = min_score
         self.feature_type = "custom" if feature_fn is not None else feature_type
         if feature_fn is None:
-            feature_fn = self._feature_fn(feature_type, workload, hw)
+            feature_fn = self._feature_fn(feature_type)
         model_rng, sa_rng = self._spawn_rng(), self._spawn_rng()
         self.cost_model = XGBoostCostModel(
             feature_fn, space.dims, model_rng, loss_type=loss_type, num_threads=num_threads,
@@ -265,20 +264,12 @@ class XGBTuner(Tuner):
         self.train_ct = 0
         self.plan_seconds = 0.0          # time of the last fit + SA
 
-    def _feature_fn(self, feature_type: str, workload, hw) -> FeatureFn:
+    def _feature_fn(self, feature_type: str) -> FeatureFn:
         if feature_type == "knob":
             return knob_feature_fn(self.space)
-        if feature_type == "itervar":
-            if workload is None:
-                raise ConfigurationError(
-                    "feature_type", "itervar features need the workload (workload=...); "
-                                    "use feature_type='knob' for a space without one")
-            if hw is None:
-                from ..hardware.config import HwConfig
-                hw = HwConfig.load()
-            return itervar_feature_fn(self.space, workload, hw)
         raise ConfigurationError("feature_type",
-                                 f"expected one of {FEATURE_TYPES}, got {feature_type!r}")
+                                 f"expected one of {FEATURE_TYPES} or a feature_fn, "
+                                 f"got {feature_type!r}")
 
     @property
     def init_size(self) -> int:

@@ -17,7 +17,8 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .parse import looks_like_autotvm, parse_autotvm_input, parse_spec
+from .autotvm import load_hw, looks_like_autotvm, parse_autotvm_input
+from .spec import parse_spec
 from .workload import CONV2D, CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, Workload, WorkloadError
 
 if TYPE_CHECKING:
@@ -159,11 +160,6 @@ def _by_name(name: str) -> Workload:
     return replace(base, epilogue=variant, name=f"{base.name}.{variant}")
 
 
-def _load_hw(hw: Any) -> "HwConfig":
-    from ..hardware.config import HwConfig
-    return hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
-
-
 def resolve_workload(name_or_spec: Any, hw: "HwConfig | str | None" = None
                      ) -> tuple[Workload, "HwConfig"]:
     """A workload bound to its hardware, from a suite name (with optional variant), a spec
@@ -173,14 +169,14 @@ def resolve_workload(name_or_spec: Any, hw: "HwConfig | str | None" = None
     configuration.  Raises ``WorkloadError`` if the workload cannot be bound.
     """
     if isinstance(name_or_spec, Workload):
-        hwc = _load_hw(hw)
+        hwc = load_hw(hw)
         return name_or_spec.bind(hwc), hwc
     if isinstance(name_or_spec, (list, tuple, dict)) or (
             isinstance(name_or_spec, str) and looks_like_autotvm(name_or_spec)):
         task = parse_autotvm_input(name_or_spec, hw)
         return task.workload, task.hw
     w = get_workload(name_or_spec)
-    hwc = _load_hw(hw)
+    hwc = load_hw(hw)
     return w.bind(hwc), hwc
 
 
@@ -193,7 +189,7 @@ def get_workload(name_or_spec: Any, hw: "HwConfig | str | None" = None) -> Workl
     are always bound (to ``hw`` or the target's ``-model=``).
     """
     if isinstance(name_or_spec, Workload):
-        return name_or_spec if hw is None else name_or_spec.bind(_load_hw(hw))
+        return name_or_spec if hw is None else name_or_spec.bind(load_hw(hw))
     if isinstance(name_or_spec, (list, tuple, dict)):
         return parse_autotvm_input(name_or_spec, hw).workload
     if not isinstance(name_or_spec, str) or not name_or_spec.strip():
@@ -203,4 +199,4 @@ def get_workload(name_or_spec: Any, hw: "HwConfig | str | None" = None) -> Workl
     if looks_like_autotvm(text):
         return parse_autotvm_input(text, hw).workload
     w = parse_spec(text) if ":" in text else _by_name(text)
-    return w if hw is None else w.bind(_load_hw(hw))
+    return w if hw is None else w.bind(load_hw(hw))

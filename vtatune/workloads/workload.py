@@ -19,6 +19,10 @@ GROUP_CONV2D = "group_conv2d_packed.vta"
 CONV2D_TRANSPOSE = "conv2d_transpose_packed.vta"
 DENSE = "dense_packed.vta"
 TEMPLATES = (CONV2D, GROUP_CONV2D, CONV2D_TRANSPOSE, DENSE)
+#: Short template names of spec strings -> AutoTVM task names.
+SPEC_TEMPLATES = {"conv2d": CONV2D, "group_conv2d": GROUP_CONV2D,
+                  "conv2d_transpose": CONV2D_TRANSPOSE, "dense": DENSE}
+_SHORT_NAMES = {v: k for k, v in SPEC_TEMPLATES.items()}
 
 #: Epilogues: the tuning template's ``>> 8``, clip to [0, 127], cast int8 (what AutoTVM
 #: logs such as TopHub were measured with); ``bias`` adds an int32 per-channel bias after the
@@ -106,7 +110,6 @@ class Workload:
     @property
     def spec(self) -> str:
         """The canonical spec string (docs/workloads.md), e.g. ``conv2d:B,56,56,64,64,3,1,1``."""
-        from .parse import format_spec
         return format_spec(self)
 
     # ------------------------------------------------------------------ binding
@@ -158,3 +161,20 @@ class Workload:
         kern = ["TENSOR", [self.out_channels // BO, self.in_channels // BI, self.kernel_h,
                            self.kernel_w, BO, BI], "int8"]
         return [data, kern, strides, pad4, "int32", [0, 0]]
+
+
+def format_spec(w: Workload) -> str:
+    """The canonical spec string of a workload (``parse_spec(format_spec(w))`` has its shape)."""
+    n = "B" if w.batch is None else str(w.batch)
+    if w.template == DENSE:
+        s = f"dense:{n},{w.in_channels},{w.out_channels}"
+    else:
+        def two(a: int, b: int, sep: str) -> str:
+            return str(a) if a == b else f"{a}{sep}{b}"
+        fields = [n, str(w.height), str(w.width), str(w.in_channels), str(w.out_channels)]
+        if w.template == GROUP_CONV2D:
+            fields.append(str(w.groups))
+        fields += [two(w.kernel_h, w.kernel_w, "x"), two(w.pad_h, w.pad_w, "/"),
+                   two(w.stride_h, w.stride_w, "/")]
+        s = f"{_SHORT_NAMES[w.template]}:{','.join(fields)}"
+    return s if w.epilogue == "shift_clip" else f"{s};epilogue={w.epilogue}"

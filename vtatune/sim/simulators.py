@@ -1,4 +1,4 @@
-"""Simulator registry: target name -> simulator class (one interface for every target)."""
+"""Simulator registry: simulator name -> class, and the one place simulators are built."""
 from __future__ import annotations
 
 from ..errors import ConfigurationError

@@ -1,0 +1,190 @@
+"""The VTA tuning driver: propose with a tuner, measure in worker processes, record every
+result in the database, resume from it.
+
+Every completed measurement is written to the database as soon as its chunk finishes, so an
+interrupted run (Ctrl-C, kill, crash) loses at most the measurements in flight; rerunning
+the same command reads the records back, feeds them to the tuner and measures only what is
+missing.  Nothing here prints: progress goes to the ``on_progress`` callback.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import ConfigurationError
+from ..hardware.config import HwConfig
+from ..measure.measure import MeasureInput, MeasureResult
+from ..measure.runners import Runner, runner_for
+from ..task import DEFAULT_SYNC, VtaTask
+from ..tuning import MeasureOutcome, create_tuner
+from .features import vta_feature_fn
+
+log = logging.getLogger(__name__)
+
+#: Failure reasons that say the measurement itself broke, not the configuration.
+CRASH_REASONS = ("build_crashed", "run_crashed", "worker_crashed", "runtime_error")
+
+
+@dataclass
+class TuneSummary:
+    workload: str
+    hw: str
+    target: str
+    tuner: str
+    space_size: int
+    runner: str = ""           # the records' runner label
+    measured: int = 0          # records for this workload/runner in the database afterwards
+    new: int = 0               # measured and stored by this run
+    resumed: int = 0           # taken from the database
+    valid: int = 0
+    invalid: int = 0
+    crashed: int = 0           # of this run's measurements: the measurement broke
+    best_index: int | None = None
+    best_cost: float = math.inf
+    best_gops: float = 0.0
+    seconds: float = 0.0
+    interrupted: bool = False
+    history: list = field(default_factory=list)  # (trial number, best cost so far)
+
+    @property
+    def all_crashed(self) -> bool:
+        """Every measurement of this run broke (a broken setup, not bad configurations)."""
+        return self.crashed > 0 and self.crashed == self.attempted
+
+    attempted: int = 0         # measured by this run (stored or found already stored)
+
+    def as_dict(self) -> dict:
+        d = dict(vars(self))
+        d["best_cost"] = None if math.isinf(self.best_cost) else self.best_cost
+        return d
+
+
+ProgressFn = Callable[[TuneSummary, int], None]
+"""``on_progress(summary, n)``: ``n`` more trials are done (0 once at the start)."""
+
+
+def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str = "xgb",
+         n_trial: int = 200, seed: int = 0, workers: int = 2,
+         early_stopping: int | None = None, check: bool = False, number: int = 1,
+         chunk: int | None = None, init: Callable | None = None, pool=None,
+         feature: str = "itervar", tuner_options: dict | None = None,
+         on_progress: ProgressFn | None = None, hw: HwConfig | str | None = None,
+         sync: str | None = None) -> TuneSummary:
+    """Tune one task until ``n_trial`` configurations of it are recorded for this runner
+    (records already in ``db`` count), the space is exhausted, or ``early_stopping`` trials
+    pass without improvement.  ``task`` may also be a workload reference (suite name, spec,
+    AutoTVM input), bound to ``hw`` with token scheme ``sync``.  The runner and the token
+    scheme are checked before anything is recorded."""
+    runner = runner_for(runner)
+    if isinstance(task, VtaTask):
+        if hw is not None or sync is not None:
+            raise ConfigurationError("task", "a VtaTask carries its hardware and token scheme; "
+                                             "hw=/sync= are for a workload reference")
+    else:
+        task = VtaTask.create(task, hw, sync=sync or DEFAULT_SYNC)
+    space = task.space
+    flops = task.flops
+    label = runner.label(task)
+    summary = TuneSummary(task.name, task.hw.name, runner.kind, tuner, space.size, runner=label)
+    t_start = time.perf_counter()
+    session = uuid.uuid4().hex[:12]
+    options = dict(tuner_options or {})
+    if tuner == "xgb" and "feature_fn" not in options:
+        options["feature_fn"] = vta_feature_fn(feature, space, task.workload, task.hw)
+    tun = create_tuner(tuner, space, seed=seed, init=init, **options)
+
+    def outcome(index: int, costs, error_no: int) -> MeasureOutcome:
+        return MeasureOutcome(index=index, costs=tuple(costs), error_no=error_no, flops=flops)
+
+    last_improvement = [0]
+
+    def account(index: int, costs, error_no: int) -> None:
+        summary.measured += 1
+        cost = float(sum(costs) / len(costs)) if costs else math.inf
+        if error_no == 0 and math.isfinite(cost) and cost > 0:
+            summary.valid += 1
+            if cost < summary.best_cost:
+                summary.best_cost, summary.best_index = cost, index
+                summary.best_gops = flops / cost / 1e9
+                last_improvement[0] = summary.measured
+        else:
+            summary.invalid += 1
+        summary.history.append((summary.measured, summary.best_cost))
+
+    def progress(n: int) -> None:
+        if on_progress is not None:
+            on_progress(summary, n)
+
+    # ---- resume: everything this task already has for this runner
+    previous = [r for r in db.records(workload_key=task.key, hw=task.hw.name, source="measured")
+                if r.runner == label and r.config_index is not None]
+    seen: set[int] = set()
+    resumed = []
+    for r in sorted(previous, key=lambda r: r.timestamp):
+        if r.config_index in seen or not 0 <= r.config_index < space.size:
+            continue
+        seen.add(r.config_index)
+        resumed.append(outcome(r.config_index, r.costs, r.error_no))
+        account(r.config_index, r.costs, r.error_no)
+    summary.resumed = len(resumed)
+    if resumed:
+        tun.update(resumed)
+        log.info("%s: resumed %d measured configurations from the database", task.name,
+                 len(resumed))
+
+    budget = min(n_trial, space.size)
+    own_pool = pool is None
+    if own_pool:
+        from ..measure.pool import MeasurePool
+        pool = MeasurePool(workers)
+    chunk = chunk or max(2 * pool.n, 4)
+    progress(0)
+
+    def stop_early() -> bool:
+        return bool(early_stopping) and summary.measured - last_improvement[0] >= early_stopping
+
+    try:
+        while summary.measured < budget and tun.has_next():
+            batch = [i for i in tun.next_batch(min(budget - summary.measured, 64)) if i not in seen]
+            if not batch:
+                continue
+            for lo in range(0, len(batch), chunk):
+                part = batch[lo:lo + chunk]
+                inputs = [MeasureInput(task, space.get(i), runner, number, check) for i in part]
+                results: list[MeasureResult] = pool.measure(inputs)
+                records = [task.record(inp.config, costs=r.costs, error_no=r.error_no,
+                                       all_cost=r.all_cost, timestamp=r.timestamp,
+                                       reason=r.reason, message=r.message, source="measured",
+                                       runner=label, session=session)
+                           for inp, r in zip(inputs, results)]
+                stored = db.add(records)  # committed before anything else happens
+                if stored != len(records):  # another process measured them meanwhile
+                    log.warning("%s: %d of %d records were already in the database", task.name,
+                                len(records) - stored, len(records))
+                summary.new += stored
+                summary.attempted += len(part)
+                summary.crashed += sum(r.reason in CRASH_REASONS for r in results)
+                for i, r in zip(part, results):
+                    seen.add(i)
+                    account(i, r.costs, r.error_no)
+                tun.update([outcome(i, r.costs, r.error_no) for i, r in zip(part, results)])
+                progress(len(part))
+                if stop_early():
+                    break
+            if stop_early():
+                log.info("%s: no improvement in %d trials, stopping early", task.name,
+                         summary.measured - last_improvement[0])
+                break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        log.warning("%s: interrupted after %d new measurements; rerun the same command to "
+                    "resume", task.name, summary.new)
+    finally:
+        if own_pool:
+            pool.close()
+    summary.seconds = time.perf_counter() - t_start
+    return summary

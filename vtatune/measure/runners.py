@@ -1,0 +1,200 @@
+"""Runners: where a compiled program executes, what its cost means, and how its records
+are labelled.
+
+One protocol for every measurement target (``runner_for("fsim" | "tsim" | "pynq://...")``):
+
+* ``execute(program, inputs)`` places the program and its inputs in a simulated DRAM, runs
+  it and returns an ``Execution`` (output in the plain layout, cost in seconds, the
+  simulator's result);
+* ``cost_meaning`` says what that cost is (tsim: simulated latency of one call, host work
+  included; fsim: the simulator's wall time, not a hardware time);
+* ``label(task)`` is the record's ``runner`` column: what else the cost depends on (tsim:
+  token scheme and timing parameters), so records of different runners never mix.
+
+``evaluate`` is the one compile -> inputs -> run -> compare sequence, used by the CLI's
+``run``, the measurement workers and ``replay``.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..compiler.program import Program, compile_program
+from ..compiler.reference import reference
+from ..errors import ConfigurationError, UnsupportedError
+from ..sim.dram import Dram
+from ..sim.fsim import RunResult
+from ..sim.simulators import create_simulator
+from ..space import ConfigEntity
+from ..task import VtaTask
+
+
+@dataclass
+class Execution:
+    """One run of a program on a runner."""
+
+    output: np.ndarray        # in the plain layout of ``compiler.reference``
+    cost: float               # seconds, as the runner's ``cost_meaning`` says
+    wall: float               # host wall time of the run (seconds)
+    result: RunResult         # the simulator's counters (and timing, for tsim)
+    extra: dict = field(default_factory=dict)
+
+
+def load_program(program: Program, inputs: dict[str, np.ndarray]) -> Dram:
+    """A simulated DRAM holding the program, its micro-ops and its packed inputs."""
+    dram = Dram()
+    for name, data in program.dram_contents(inputs).items():
+        dram.map(program.regions[name][0], data)
+    return dram
+
+
+def read_output(program: Program, dram: Dram) -> np.ndarray:
+    addr, nbytes = program.regions["out"]
+    raw = np.frombuffer(dram.read(addr, nbytes), dtype=np.int8)
+    return program.extra["lowering"].unpack_output(raw)
+
+
+class Runner(abc.ABC):
+    """A measurement target."""
+
+    #: target name as users write it (``--target``)
+    kind: ClassVar[str] = ""
+    #: what ``Execution.cost`` means
+    cost_meaning: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def label(self, task: VtaTask) -> str:
+        """The ``runner`` column of this runner's records of ``task``."""
+
+    @abc.abstractmethod
+    def execute(self, program: Program, inputs: dict[str, np.ndarray], *,
+                functional: bool = True, trace: bool = False) -> Execution:
+        """Run ``program`` on ``inputs``.  ``functional=False`` lets a timing runner skip the
+        data path when no output is wanted; ``trace`` asks for a pipeline trace."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+
+class FsimRunner(Runner):
+    kind = "fsim"
+    cost_meaning = "wall time of the functional simulator (not a hardware time)"
+
+    def label(self, task: VtaTask) -> str:
+        return "fsim"
+
+    def execute(self, program, inputs, *, functional=True, trace=False) -> Execution:
+        if trace:
+            raise ConfigurationError("trace", "a pipeline trace needs the tsim runner")
+        dram = load_program(program, inputs)
+        t0 = time.perf_counter()
+        result = create_simulator("fsim", program.hw, dram).run(program.insn_addr,
+                                                                program.insn_count)
+        wall = time.perf_counter() - t0
+        return Execution(read_output(program, dram), wall, wall, result,
+                         {"instructions": program.insn_count})
+
+
+def timing_fingerprint(hw) -> str:
+    """8 hex digits naming tsim's timing parameters (part of tsim's record label, so a
+    hardware file that changes only ``timing`` keeps its name but not its records)."""
+    t = hw.timing
+    fields_ = asdict(t) if is_dataclass(t) else dict(t)
+    return hashlib.sha256(json.dumps(fields_, sort_keys=True).encode()).hexdigest()[:8]
+
+
+class TsimRunner(Runner):
+    kind = "tsim"
+    cost_meaning = "simulated latency of one call on the board, host work included"
+
+    def label(self, task: VtaTask) -> str:
+        return f"tsim/{task.sync}/{timing_fingerprint(task.hw)}"
+
+    def execute(self, program, inputs, *, functional=True, trace=False) -> Execution:
+        dram = load_program(program, inputs)
+        t0 = time.perf_counter()
+        sim = create_simulator("tsim", program.hw, dram, functional=functional, trace=trace)
+        result = sim.run(program.insn_addr, program.insn_count)
+        wall = time.perf_counter() - t0
+        extra = {"instructions": program.insn_count, "cycles": round(result.cycles),
+                 "gops": round(result.gops, 3), "races": len(result.races)}
+        return Execution(read_output(program, dram), result.latency_ms / 1e3, wall, result, extra)
+
+
+RUNNERS: dict[str, type[Runner]] = {"fsim": FsimRunner, "tsim": TsimRunner}
+
+
+def runner_for(target: Any) -> Runner:
+    """The runner of a measurement target string; ``ConfigurationError`` (field ``target``)
+    for an unknown one, before anything runs or is recorded."""
+    if isinstance(target, Runner):
+        return target
+    if isinstance(target, str) and target in RUNNERS:
+        return RUNNERS[target]()
+    if isinstance(target, str) and target.startswith("pynq://"):
+        raise UnsupportedError(f"target {target!r}: the PYNQ board runner is not part of "
+                               "this release")
+    raise ConfigurationError("target", f"unknown measurement target {target!r}; "
+                                       f"available: {', '.join(sorted(RUNNERS))}")
+
+
+# ---------------------------------------------------------------------- compile and run
+def run_program(program: Program, inputs: dict[str, np.ndarray], target: Runner | str = "fsim",
+                **options: Any) -> Execution:
+    """Execute a compiled program on a target (``options``: ``functional``, ``trace``)."""
+    return runner_for(target).execute(program, inputs, **options)
+
+
+def expected_output(program: Program, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The numpy reference of the program's operator on ``inputs``."""
+    return reference(program.workload, inputs["data"], inputs["kernel"], inputs.get("bias"))
+
+
+@dataclass
+class Evaluation:
+    """compile -> inputs -> run -> compare, for one configuration of one task."""
+
+    task: VtaTask
+    config: ConfigEntity
+    program: Program
+    inputs: dict
+    execution: Execution
+    correct: bool | None      # None when not checked
+
+
+def compile_config(task: VtaTask, config: ConfigEntity) -> Program:
+    """Compile one configuration of ``task`` (typed ``MeasureError`` if it is invalid)."""
+    return compile_program(task.workload, config.knobs, task.hw, sync=task.sync)
+
+
+def evaluate(task: VtaTask, config: ConfigEntity | int, runner: Runner | str, *,
+             check: bool = False, seed: int | None = None, trace: bool = False,
+             functional: bool | None = None, program: Program | None = None) -> Evaluation:
+    """Compile ``config`` (unless ``program`` is given), run it on random inputs (seeded by
+    ``seed``, default the configuration index) and, with ``check``, compare the output with
+    the numpy reference.  ``functional=None``: a timing runner skips the data path when
+    nothing is checked (its timing does not depend on the data)."""
+    runner = runner_for(runner)
+    if not isinstance(config, ConfigEntity):
+        config = task.config(config)
+    program = program or compile_config(task, config)
+    inputs = program.random_inputs(config.index if seed is None else seed)
+    if functional is None:
+        functional = check or trace
+    execution = runner.execute(program, inputs, functional=functional or check, trace=trace)
+    correct = None
+    if check:
+        correct = bool(np.array_equal(execution.output, expected_output(program, inputs)))
+    return Evaluation(task, config, program, inputs, execution, correct)
