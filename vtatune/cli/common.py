@@ -40,12 +40,16 @@ def load_hw(args: argparse.Namespace) -> HwConfig:
     return HwConfig.load(getattr(args, "hw", None))
 
 
+def open_database(args: argparse.Namespace, *, readonly: bool = False) -> Any:
+    """The database named by ``--db``.  Read-only commands never create or convert one."""
+    from ..db import open_db
+    return open_db(args.db, **({"readonly": True} if readonly else {}))
+
+
 @contextmanager
 def opened_db(args: argparse.Namespace, *, readonly: bool = False) -> Iterator[Any]:
-    """The database named by ``--db``, closed afterwards.  Read-only commands never create
-    or convert a database."""
-    from ..db import open_db
-    db = open_db(args.db, **({"readonly": True} if readonly else {}))
+    """``open_database``, closed afterwards."""
+    db = open_database(args, readonly=readonly)
     try:
         yield db
     finally:

@@ -11,7 +11,7 @@ import sys
 from typing import Any, Iterator
 
 from ..errors import CLIUsageError
-from .common import add_json, emit_json
+from .common import add_db, add_json, emit_json, open_database, positive
 
 
 def _add_common(p: argparse.ArgumentParser, *, db: bool = True) -> None:
@@ -19,8 +19,7 @@ def _add_common(p: argparse.ArgumentParser, *, db: bool = True) -> None:
                    help="llvm (host CPU, all physical cores), cuda, cuda:ARCH, or a JSON target dict")
     p.add_argument("--cores", type=int, default=None, help="num-cores of an llvm target")
     if db:
-        p.add_argument("--db", metavar="URL", default=None,
-                       help="records database (default: $VTATUNE_DB, else sqlite:///vtatune.db)")
+        add_db(p)
     add_json(p)
 
 
@@ -70,32 +69,22 @@ def register(sub) -> None:
     p = tsub.add_parser("export", help="write the MetaSchedule records as a MetaSchedule JSON database")
     p.add_argument("work_dir")
     p.add_argument("--hw", default=None, help="only records of this target label (e.g. llvm-znver4-2c)")
-    p.add_argument("--db", metavar="URL", default=None)
+    add_db(p)
     add_json(p)
     p.set_defaults(func=cmd_export)
 
     p = tsub.add_parser("import", help="import a MetaSchedule JSON database directory")
     p.add_argument("work_dir")
-    p.add_argument("--db", metavar="URL", default=None)
+    add_db(p)
     add_json(p)
     p.set_defaults(func=cmd_import)
 
 
 # ---------------------------------------------------------------------- helpers
-def _positive(name: str, value: Any) -> None:
-    if value is not None and value < 1:
-        raise CLIUsageError(f"{name} must be at least 1, got {value}")
-
-
 def _target(args: argparse.Namespace) -> Any:
     from ..backends.tvm.env import make_target
-    _positive("--cores", args.cores)
+    positive(args.cores, "--cores")
     return make_target(args.target, num_cores=args.cores)
-
-
-def _open(args: argparse.Namespace) -> Any:
-    from ..db import open_db
-    return open_db(args.db)
 
 
 @contextlib.contextmanager
@@ -149,7 +138,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     target = _target(args)
     model = load_model(args.model, with_reference=False)
     kernels = extract_kernels(model, target)
-    db = _open(args)
+    db = open_database(args)
     try:
         store = MSDatabase(db, target)
         rows = []
@@ -177,13 +166,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from ..backends.tvm.importer import load_model
     from ..backends.tvm.tune import tune_model
     for name in ("trials", "trials_per_task", "batch", "runs"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name))
+        positive(getattr(args, name), "--" + name.replace("_", "-"))
     if args.build_timeout <= 0:
         raise CLIUsageError(f"--build-timeout must be positive, got {args.build_timeout}")
     target = _target(args)
     model = load_model(args.model, with_reference=False)
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()] if args.kernels else None
-    db = _open(args)
+    db = open_database(args)
     try:
         with _bar(f"tune {model.spec}", not args.json) as bar:
             rep = tune_model(model, target, db, trials=args.trials,
@@ -233,15 +222,15 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from ..backends.tvm import runtime
     from ..backends.tvm.importer import load_model
     from ..backends.tvm.transfer import transfer
-    _positive("--select", args.select)
-    _positive("--runs", args.runs)
-    _positive("--e2e-runs", args.e2e_runs)
+    positive(args.select, "--select")
+    positive(args.runs, "--runs")
+    positive(args.e2e_runs, "--e2e-runs")
     target = _target(args)
     model = load_model(args.model, with_reference=False)
     sources = [load_model(s, with_reference=False) for s in _split_sources(args.sources)]
     if not sources:
         raise CLIUsageError("--from names no model")
-    db = _open(args)
+    db = open_database(args)
     try:
         with _bar(f"transfer {model.spec}", not args.json) as bar:
             rep = transfer(model, sources, target, db, select=args.select, runs=args.runs,
@@ -276,10 +265,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..backends.tvm import runtime
     from ..backends.tvm.importer import load_model
     from ..backends.tvm.store import MSDatabase
-    _positive("--runs", args.runs)
+    positive(args.runs, "--runs")
     target = _target(args)
     model = load_model(args.model)
-    db = _open(args)
+    db = open_database(args)
     try:
         exe0, untuned = runtime.build_and_measure(model, target, None, runs=args.runs)
         exe1, tuned = runtime.build_and_measure(model, target, MSDatabase(db, target),
@@ -309,7 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..backends.tvm.store import export_json
-    db = _open(args)
+    db = open_database(args, readonly=True)
     try:
         nw, nr = export_json(db, args.work_dir, hw=args.hw)
     finally:
@@ -323,7 +312,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ..backends.tvm.store import import_json
-    db = _open(args)
+    db = open_database(args)
     try:
         read, new = import_json(db, args.work_dir, session=f"import:{args.work_dir}")
     finally:
