@@ -82,3 +82,28 @@ def test_validator_refuses_what_is_not_a_point(mutate, field):
     with pytest.raises((ConfigurationError, SpaceError)) as e:
         vta_record_validator()(_imported(task, config))
     assert e.value.field == field
+
+
+def test_cli_import_rejects_lines_outside_the_space_and_best_never_shows_them(tmp_path, capsys):
+    from vtatune.cli.main import main
+    task = VtaTask.create("resnet18.C10", HW)
+    good = task.config(203).to_json_dict()
+
+    def line(config):
+        return json.dumps({"input": task.autotvm_input, "config": config,
+                           "result": [[1e-3], 0, 1.0, 1.0], "version": 0.2,
+                           "tvm_version": "0.14.0"})
+    bad_tile = json.loads(json.dumps(good))
+    bad_tile["entity"][1][2] = [-1, 999]
+    log = tmp_path / "in.log"
+    log.write_text("\n".join([line(good), line({**good, "index": -1}),
+                              line({**good, "index": 10 ** 12}), line(bad_tile)]) + "\n")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["db", "import", str(log), "--db", url, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # index -1 and a tile of 999 are refused; index 10**12 with a valid entity is kept as
+    # the entity's point (ApplyHistoryBest applies the entity), its index corrected
+    assert out["inserted"] == 2 and [r["line"] for r in out["rejected"]] == [2, 4]
+    assert main(["best", "resnet18.C10", "--db", url, "--runner", "any", "--top", "5",
+                 "--json"]) == 0
+    assert [r["index"] for r in json.loads(capsys.readouterr().out)["best"]] == [203, 203]
