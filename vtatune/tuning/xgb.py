@@ -195,7 +195,8 @@ class XGBoostCostModel:
 
 
 class XGBTuner(Tuner):
-    """AutoTVM's ``XGBTuner`` (defaults as in TVM v0.14).
+    """AutoTVM's ``XGBTuner`` (defaults as in TVM v0.14, except ``loss_type``: v0.14 defaults
+    to ``"reg"``, this tuner to the earlier AutoTVM's ``"rank"``; docs/tuners.md).
 
     Parameters
     ----------
