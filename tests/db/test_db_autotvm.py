@@ -1,22 +1,22 @@
 """AutoTVM v0.2 log codec: hand-written lines -> import -> export byte-identical; new lines as
-TVM v0.14 writes them; v0.1, comments and malformed lines."""
+TVM v0.14 writes them; v0.1, comments and malformed lines (rejected line by line)."""
 from __future__ import annotations
 
 import json
-import logging
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from vtatune.db.autotvm import from_line, read_log, to_line, write_log
+from vtatune.db.autotvm import from_line, read_log, scan_log, to_line, write_log
 from vtatune.db.records import TuningRecord, workload_key
 from vtatune.errors import ConfigurationError, RecordDecodeError
 from vtatune.hardware.config import HwConfig
 from vtatune.space import space_for
-from vtatune.workloads.parse import parse_autotvm_input
-from vtatune.workloads.suites import get_workload
+from vtatune.task import VtaTask
+from vtatune.workloads.autotvm import parse_autotvm_input
+from vtatune.workloads import get_workload
 
 LOG = pathlib.Path(__file__).parents[1] / "data" / "autotvm" / "handwritten_v02.log"
 HW = "pynq_1x16_i8w8a32_15_15_18_17"
@@ -24,6 +24,7 @@ NEW_TARGET = f"ext_dev -keys=vta,cpu -device=vta -model={HW}"
 TOPHUB_TARGET = f"ext_dev -device=vta -keys=cpu -model={HW}"
 C2_ARGS = ('[["TENSOR", [1, 4, 56, 56, 1, 16], "int8"], ["TENSOR", [4, 4, 3, 3, 16, 16], "int8"], '
            '[1, 1], [1, 1, 1, 1], [1, 1], "NCHW1n16c", "int32"]')
+V01_LINENO = 6  # the log's one AutoTVM v0.1 line
 C2_ENTITY_1234 = ('{"index": 1234, "code_hash": null, "entity": [["tile_b", "sp", [-1, 1]], '
                   '["tile_h", "sp", [-1, 4]], ["tile_w", "sp", [-1, 4]], '
                   '["tile_ci", "sp", [-1, 2]], ["tile_co", "sp", [-1, 1]], '
@@ -40,6 +41,14 @@ def v02_lines(path: pathlib.Path) -> list[bytes]:
     return out
 
 
+def log_records() -> list[TuningRecord]:
+    """The records of the test log; its v0.1 line is the only one rejected."""
+    recs, rejected, n = scan_log(LOG)
+    assert n == 1 and [(r.lineno, r.reason) for r in rejected] == [(V01_LINENO, "autotvm_v01")]
+    assert LOG.read_text(encoding="utf-8").split("\n")[V01_LINENO - 1].startswith('{"i": ')
+    return recs
+
+
 @pytest.fixture(scope="module")
 def hw():
     return HwConfig.load(HW)
@@ -49,16 +58,15 @@ def hw():
 def test_handwritten_lines_are_coherent():
     """The test log's inputs parse with vtatune's own parsers and every index matches its
     entity (TopHub's resolved splits included)."""
-    for rec in read_log(LOG):
+    for rec in log_records():
         task = parse_autotvm_input(json.loads(rec.raw)["input"])
         space = space_for(task.workload, task.hw)
         assert space.from_json_dict(rec.config).index == rec.config_index
 
 
-def test_read_log_fields(caplog):
-    with caplog.at_level(logging.WARNING, logger="vtatune.db.autotvm"):
-        recs = read_log(LOG)
-    assert len(recs) == 6  # comment, blank and v0.1 lines skipped
+def test_read_log_fields():
+    recs = log_records()
+    assert len(recs) == 6  # comment and blank lines skipped, the v0.1 line rejected
     lines = LOG.read_text(encoding="utf-8").split("\n")
     first = recs[0]
     assert first.raw == lines[1]
@@ -82,19 +90,20 @@ def test_read_log_fields(caplog):
     assert recs[4].workload_key == first.workload_key
     # the same config measured twice in one file: both kept, told apart by attempt
     assert recs[5].config == first.config and (first.attempt, recs[5].attempt) == (0, 1)
-    assert [m for m in caplog.messages if "v0.1" in m and ":" in m]
 
 
 def test_to_line_of_imported_records_is_the_input_line():
     lines = v02_lines(LOG)
-    recs = read_log(LOG)
+    recs = log_records()
     assert [(to_line(r) + "\n").encode() for r in recs] == lines
 
 
 def test_import_export_byte_identical(tmp_path, db):
     from vtatune.db import export_log, import_log
 
-    assert import_log(db, LOG) == (6, 6)
+    first = import_log(db, LOG)
+    assert first == (6, 6) and (first.read, first.inserted) == (6, 6)
+    assert [(r.lineno, r.reason) for r in first.rejected] == [(V01_LINENO, "autotvm_v01")]
     assert import_log(db, LOG) == (6, 0)  # idempotent
     out = tmp_path / "export.log"
     assert export_log(db, out) == 6
@@ -116,7 +125,7 @@ def test_export_filters_by_workload_and_hw(tmp_path, db):
     from vtatune.db import export_log, import_log
 
     import_log(db, LOG)
-    recs = read_log(LOG)
+    recs = log_records()
     out = tmp_path / "c5.log"
     assert export_log(db, out, workload_key=recs[3].workload_key) == 1
     assert out.read_text(encoding="utf-8") == recs[3].raw + "\n"
@@ -124,15 +133,27 @@ def test_export_filters_by_workload_and_hw(tmp_path, db):
     assert export_log(db, out, hw=HW) == 6
 
 
-def test_v01_lines_skipped_with_one_warning(tmp_path, caplog):
+def test_v01_lines_rejected_by_every_reader(tmp_path, db):
+    """v0.1 lines used to be skipped with a warning by import while replay failed on them:
+    every reader now treats them alike, as rejected lines with the reason autotvm_v01."""
+    from vtatune.db import import_log
+
     v01 = [ln for ln in LOG.read_text(encoding="utf-8").splitlines() if ln.startswith('{"i"')]
     assert len(v01) == 1
+    good = v02_lines(LOG)[0].decode()
     p = tmp_path / "old.log"
-    p.write_text("\n".join(v01 * 3) + "\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="vtatune.db.autotvm"):
-        assert read_log(p) == []
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "3 AutoTVM v0.1" in warnings[0].getMessage()
+    p.write_text(v01[0] + "\n" + good + v01[0] + "\n" + v01[0] + "\n", encoding="utf-8")
+    res = import_log(db, p)
+    assert (res.read, res.inserted, res.n_rejected) == (1, 1, 3)
+    assert [(r.path, r.lineno, r.reason) for r in res.rejected] == [
+        (str(p), 1, "autotvm_v01"), (str(p), 3, "autotvm_v01"), (str(p), 4, "autotvm_v01")]
+    assert all(isinstance(r.error, RecordDecodeError) and "v0.1" in r.message
+               for r in res.rejected)
+    assert str(res.rejected[1]).startswith(f"{p}:3: AutoTVM v0.1")
+    assert [r.raw for r in db.records()] == [good.rstrip("\n")]
+    with pytest.raises(RecordDecodeError, match="v0.1") as info:
+        read_log(p)
+    assert (info.value.lineno, info.value.reason) == (1, "autotvm_v01")
     with pytest.raises(RecordDecodeError, match="v0.1"):
         from_line(v01[0])
 
@@ -172,15 +193,21 @@ def test_malformed_lines_name_path_and_line(tmp_path, bad, match):
     assert (info.value.path, info.value.lineno) == (str(p), 3)
 
 
-def test_malformed_file_imports_nothing(tmp_path, db):
+def test_malformed_line_rejected_rest_imported(tmp_path, db):
+    """A malformed line is reported (line number, reason) and the import goes on; strict
+    imports stop at it and store nothing."""
     from vtatune.db import import_log
 
     good = v02_lines(LOG)[0].decode()
     p = tmp_path / "bad.log"
     p.write_text(good + "{oops\n", encoding="utf-8")
-    with pytest.raises(RecordDecodeError):
-        import_log(db, p)
+    with pytest.raises(RecordDecodeError, match=":2: not JSON"):
+        import_log(db, p, strict=True)
     assert db.records() == []
+    res = import_log(db, p)
+    assert (res.read, res.inserted) == (1, 1)
+    assert [(r.lineno, r.reason) for r in res.rejected] == [(2, "not_json")]
+    assert [r.raw for r in db.records()] == [good.rstrip("\n")]
 
 
 # ---------------------------------------------------------------------- writing
@@ -189,8 +216,8 @@ def new_record(hw, **kw) -> TuningRecord:
     cfg = space_for(w, hw).get(1234)
     kw.setdefault("costs", [0.0041, 0.00405])
     kw.setdefault("runner", "tsim")
-    return TuningRecord.for_vta(w, hw, cfg, all_cost=kw.pop("all_cost", 2.25),
-                                timestamp=kw.pop("timestamp", 1700000100.5), session="s1", **kw)
+    return VtaTask(w, hw).record(cfg, all_cost=kw.pop("all_cost", 2.25),
+                                 timestamp=kw.pop("timestamp", 1700000100.5), session="s1", **kw)
 
 
 def test_new_record_written_as_tvm_0_14_writes_it(hw):
@@ -267,9 +294,9 @@ def test_codec_imports_without_sqlalchemy(tmp_path):
 import sys
 sys.modules['sqlalchemy'] = None  # make 'import sqlalchemy' fail
 import vtatune, vtatune.hardware.config, vtatune.db
-from vtatune.db import read_log, to_line, TuningRecord
-recs = read_log({str(LOG)!r})
-assert len(recs) == 6 and to_line(recs[0]) == recs[0].raw
+from vtatune.db import scan_log, to_line, TuningRecord
+recs, rejected, n = scan_log({str(LOG)!r})
+assert len(recs) == 6 and to_line(recs[0]) == recs[0].raw and n == 1
 from vtatune.errors import StorageError
 try:
     vtatune.db.open_db('sqlite:///{tmp_path / "x.db"}')
@@ -289,7 +316,7 @@ def test_pick_best_writes_one_best_line_per_workload(tmp_path, db):
     from vtatune.db import import_log, pick_best
 
     import_log(db, LOG)
-    recs = read_log(LOG)
+    recs = log_records()
     out = tmp_path / "best.log"
     assert pick_best(db, out) == 2
     # C2: the TopHub line (0.00398 s) beats 0.00412 s, 0.0042 s and 0.0061 s; C5 has one line

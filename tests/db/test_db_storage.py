@@ -253,3 +253,270 @@ def test_lock_held_too_long_raises_storage_error(tmp_path):
     holder.join()
     assert db.add([make_record(1)]) == 1  # the next call works
     db.close()
+
+
+# ---------------------------------------------------------------------- foreign and newer files
+def _foreign_sqlite(path) -> bytes:
+    """An SQLite file of another application (rollback journal, one table with rows)."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO notes (body) VALUES (?)", [("a",), ("b",)])
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+def _sqlite_state(path) -> tuple[str, list[str]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    finally:
+        conn.close()
+    return mode, tables
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_foreign_sqlite_file_is_refused_and_left_byte_identical(tmp_path, readonly):
+    """vtatune used to add its tables to another application's SQLite file and switch it to
+    WAL; now the file is refused, typed and named, before anything is written."""
+    from vtatune.db import open_db
+    from vtatune.errors import ForeignDatabaseError
+
+    path = tmp_path / "other.db"
+    before = _foreign_sqlite(path)
+    with pytest.raises(ForeignDatabaseError, match="not a vtatune database") as info:
+        open_db(f"sqlite:///{path}", readonly=readonly)
+    assert str(path) in str(info.value) and info.value.tables == ["notes"]
+    assert isinstance(info.value, SchemaVersionError)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal / -shm left
+    assert _sqlite_state(path) == ("delete", ["notes"])
+
+
+def test_db_stats_command_on_a_foreign_file_changes_nothing(tmp_path, capsys):
+    from vtatune.cli.main import main
+
+    path = tmp_path / "other.db"
+    before = _foreign_sqlite(path)
+    assert main(["db", "stats", "--db", f"sqlite:///{path}"]) == 1
+    assert "not a vtatune database" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert _sqlite_state(path) == ("delete", ["notes"])
+
+
+def test_not_an_sqlite_file_is_a_storage_error_and_unchanged(tmp_path):
+    from vtatune.db import open_db
+
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"just some text, not a database\n" * 200)
+    for readonly in (True, False):
+        with pytest.raises(StorageError, match="not a database"):
+            open_db(f"sqlite:///{path}", readonly=readonly)
+        assert path.read_bytes() == b"just some text, not a database\n" * 200
+
+
+def _newer_schema_sqlite(path, version: int) -> bytes:
+    """A database as a later vtatune might write it, in rollback-journal mode."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
+    conn.execute("CREATE TABLE records (id INTEGER PRIMARY KEY, payload TEXT)")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_newer_schema_file_is_refused_before_anything_changes(tmp_path, readonly):
+    """The version used to be checked after WAL had been switched on (the header changed)."""
+    from vtatune.db import open_db
+    from vtatune.db.storage import SCHEMA_VERSION
+
+    path = tmp_path / "newer.db"
+    before = _newer_schema_sqlite(path, SCHEMA_VERSION + 1)
+    assert before[18:20] == b"\x01\x01"  # file format bytes: rollback journal (WAL is 2, 2)
+    with pytest.raises(SchemaVersionError) as info:
+        open_db(f"sqlite:///{path}", readonly=readonly)
+    assert info.value.found == SCHEMA_VERSION + 1
+    assert path.read_bytes() == before
+    assert _sqlite_state(path) == ("delete", ["meta", "records"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newer.db"]
+
+
+def test_readonly_missing_file_is_a_typed_error_and_creates_nothing(tmp_path):
+    from vtatune.db import open_db
+    from vtatune.errors import DatabaseNotFoundError
+
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(DatabaseNotFoundError, match="no such database file") as info:
+        open_db(url, readonly=True)
+    assert info.value.url == url and url in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readonly_empty_file_is_a_typed_error_and_stays_empty(tmp_path):
+    from vtatune.db import open_db
+    from vtatune.errors import DatabaseNotFoundError
+
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(DatabaseNotFoundError, match="empty database"):
+        open_db(f"sqlite:///{path}", readonly=True)
+    assert path.read_bytes() == b""
+    with open_db(f"sqlite:///{path}") as db:  # a writable open creates the schema in it
+        assert db.add([make_record(1)]) == 1
+    assert _sqlite_state(path) == ("wal", ["meta", "records", "targets", "workloads"])
+
+
+def test_readonly_reads_a_vtatune_file_without_writing(tmp_path):
+    from vtatune.db import open_db
+
+    path = tmp_path / "r.db"
+    recs = [make_record(1), make_record(2, error_no=4)]
+    with open_db(f"sqlite:///{path}") as db:
+        db.add(recs)
+    before = path.read_bytes()
+    with open_db(f"sqlite:///{path}", readonly=True) as db:
+        assert db.readonly
+        assert db.records() == recs
+        assert db.stats()["total"] == 2
+        assert [r.config_index for r in db.best(KEY, HW)] == [1]
+        with pytest.raises(StorageError, match="read-only"):
+            db.add([make_record(3)])
+        with pytest.raises(StorageError, match="read-only"):
+            db.ensure_workload("another key")
+    assert path.read_bytes() == before
+
+
+def test_foreign_tables_refused_on_every_database(db_url):
+    """SQLite and PostgreSQL alike: tables of another application and no meta table are
+    refused, read-only or not, and nothing is added next to them."""
+    import sqlalchemy as sa
+
+    from vtatune.db import open_db
+    from vtatune.errors import ForeignDatabaseError
+
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount INTEGER)"))
+        conn.execute(sa.text("INSERT INTO invoices (id, amount) VALUES (1, 42)"))
+    try:
+        for readonly in (True, False):
+            with pytest.raises(ForeignDatabaseError, match="invoices"):
+                open_db(db_url, readonly=readonly)
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == ["invoices"]
+            assert conn.execute(sa.text("SELECT amount FROM invoices")).scalar() == 42
+    finally:
+        engine.dispose()
+
+
+def test_readonly_empty_database_is_not_created(db_url):
+    import sqlalchemy as sa
+
+    from vtatune.db import open_db
+    from vtatune.errors import DatabaseNotFoundError
+
+    if db_url.startswith("sqlite"):  # an existing, empty SQLite file
+        sqlite3.connect(db_url[len("sqlite:///"):]).close()
+    with pytest.raises(DatabaseNotFoundError, match="empty database"):
+        open_db(db_url, readonly=True)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []
+    engine.dispose()
+
+
+def test_readonly_refuses_writes_even_through_the_driver(db_url):
+    """A read-only Database never writes: its own calls refuse, and the connection itself is
+    read-only (SQLite mode=ro, PostgreSQL read-only sessions)."""
+    import sqlalchemy as sa
+
+    from vtatune.db import open_db
+
+    open_db(db_url).close()
+    with open_db(db_url, readonly=True) as db:
+        with pytest.raises(StorageError, match="read-only|readonly"):
+            db._run(lambda conn: conn.execute(sa.text("CREATE TABLE sneaky (i INTEGER)")),
+                    write=False)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert "sneaky" not in sa.inspect(conn).get_table_names()
+    engine.dispose()
+
+
+def test_newer_schema_refused_read_only_too(db_url):
+    import sqlalchemy as sa
+
+    from vtatune.db import open_db
+    from vtatune.db.storage import SCHEMA_VERSION
+
+    open_db(db_url).close()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = '7' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError) as info:
+        open_db(db_url, readonly=True)
+    assert (info.value.found, info.value.supported) == (7, SCHEMA_VERSION)
+
+
+# ---------------------------------------------------------------------- hostile arguments
+@pytest.mark.parametrize("url", [
+    "postgresql://u:p@host:notaport/db",
+    "postgresql://u:p@[::1/db",
+    "sqlite:///x.db?timeout=abc",
+    "sqlite:///x.db?check_same_thread=maybe",
+    "sqlite:///x\x00.db",
+    "sqlite://host/x.db",
+    "postgresql+nosuchdriver://u@h/d",
+    "",
+])
+def test_hostile_urls_are_storage_errors(url, tmp_path, monkeypatch):
+    from vtatune.db import open_db
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VTATUNE_DB", "nonsense://")  # "" falls back to the environment
+    with pytest.raises(StorageError):
+        open_db(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_url_of_the_wrong_type_is_a_storage_error(tmp_path):
+    from vtatune.db.storage import Database
+
+    with pytest.raises(StorageError, match="URL is a string"):
+        Database(tmp_path / "x.db")  # a Path, not a URL
+    with pytest.raises(StorageError, match="timeout"):
+        Database("sqlite://", timeout="soon")
+
+
+def test_best_k_must_be_a_count(db):
+    from vtatune.errors import ConfigurationError
+
+    db.add([make_record(1), make_record(2)])
+    assert db.best(KEY, HW, k=0) == []
+    assert len(db.best(KEY, HW, k=5)) == 2
+    for k in (-1, 1.5, "2", True):
+        with pytest.raises(ConfigurationError, match="number of best records"):
+            db.best(KEY, HW, k=k)
+
+
+def test_add_refuses_what_no_database_can_store(db):
+    """Text with NUL or lone surrogates and out-of-range numbers used to reach the driver
+    (a traceback, or a whole batch lost); now a typed error names the field and nothing of
+    the batch is stored."""
+    from vtatune.errors import ConfigurationError
+
+    cases = {"target": "ext_dev -model=a\x00b", "workload_name": "\ud800",
+             "config_index": 2 ** 63, "timestamp": float("nan"), "error_no": 2 ** 31,
+             "session": "s\x00"}
+    for field, value in cases.items():
+        bad = make_record(2)
+        setattr(bad, field, value)
+        with pytest.raises(ConfigurationError, match=field):
+            db.add([make_record(1), bad])
+    assert db.records() == []
+    assert db.add([make_record(1)]) == 1

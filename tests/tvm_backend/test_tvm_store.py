@@ -115,3 +115,74 @@ def test_import_rejects_malformed_files_naming_the_line(tmp_path, store):
     with pytest.raises(RecordDecodeError, match="database_tuning_record.json:1"):
         import_json(db, tmp_path)
     assert db.count() == 0
+
+
+def _ms_dir(tmp_path, target):
+    """A MetaSchedule JSONDatabase written by MetaSchedule itself: one workload, one record."""
+    from tvm.s_tir import meta_schedule as ms
+    d = tmp_path / "ms"
+    d.mkdir()
+    src = ms.database.JSONDatabase(work_dir=str(d))
+    w = src.commit_workload(_matmul(16))
+    src.commit_tuning_record(_record(_matmul(16), w, 2, [7e-5], target))
+    return d
+
+
+def _bad_run_secs(b: bytes) -> bytes:
+    widx, body = json.loads(b)
+    body[1] = ["abc"]
+    return json.dumps([widx, body]).encode() + b"\n"
+
+
+@pytest.mark.parametrize("name, damage, match", [
+    ("database_workload.json", lambda b: b + b"\xff\xfe\n",
+     r"database_workload.json:2: not UTF-8"),
+    ("database_tuning_record.json", lambda b: b"\xc3\x28" + b,
+     r"database_tuning_record.json:1: not UTF-8"),
+    ("database_tuning_record.json", lambda b: b + b"[" * 100_000 + b"\n",
+     r"database_tuning_record.json:2: JSON nested deeper than"),
+    ("database_workload.json", lambda b: b"[" * 100 + b"]" * 100 + b"\n" + b,
+     r"database_workload.json:1: JSON nested deeper than"),
+    ("database_tuning_record.json", lambda b: b + b"[0, " + b"9" * 5000 + b"]\n",
+     r"database_tuning_record.json:2: not JSON"),
+    ("database_tuning_record.json", _bad_run_secs,
+     r"database_tuning_record.json:1: not a MetaSchedule record"),
+])
+def test_damaged_metaschedule_files_are_typed_errors_and_store_nothing(tmp_path, store, target,
+                                                                      name, damage, match):
+    """Non-UTF-8 bytes used to raise UnicodeDecodeError (a traceback), and a record whose
+    run_secs failed to convert was refused only after its workloads had been stored."""
+    from vtatune.backends.tvm.store import import_json
+    from vtatune.errors import RecordDecodeError
+    db, _ = store
+    d = _ms_dir(tmp_path, target)
+    p = d / name
+    p.write_bytes(damage(p.read_bytes()))
+    with pytest.raises(RecordDecodeError, match=match):
+        import_json(db, d)
+    assert db.count() == 0 and db.workloads() == []
+
+
+def test_metaschedule_file_without_newlines_is_read_in_bounded_memory(tmp_path, store, target):
+    import tracemalloc
+
+    from vtatune.backends.tvm.store import MS_MAX_LINE_BYTES, import_json
+    from vtatune.errors import LogFileError
+    db, _ = store
+    d = _ms_dir(tmp_path, target)
+    with open(d / "database_tuning_record.json", "wb") as f:   # 40 MB of zeros, no newline
+        for _ in range(40):
+            f.write(bytes(1 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(LogFileError, match=r"database_tuning_record.json:1: line longer"):
+            import_json(db, d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * MS_MAX_LINE_BYTES + (8 << 20)
+    assert db.count() == 0 and db.workloads() == []
+    (d / "database_tuning_record.json").unlink()
+    (d / "database_tuning_record.json").mkdir()
+    with pytest.raises(LogFileError, match="is a directory"):
+        import_json(db, d)

@@ -14,18 +14,25 @@ if TYPE_CHECKING:
     from .storage import Database
 
 __all__ = ["open_db", "TuningRecord", "SOURCES", "config_hash", "workload_key",
-           "read_log", "to_line", "import_log", "export_log", "best_config"]
+           "read_log", "scan_log", "iter_log", "to_line", "import_log", "export_log",
+           "ImportResult", "RejectedLine", "check_record", "best_config"]
+
+_AUTOTVM = ("read_log", "scan_log", "iter_log", "to_line", "import_log", "export_log",
+            "write_log", "from_line", "ImportResult", "RejectedLine", "check_record")
 
 
-def open_db(url: str | None = None, **kw: Any) -> "Database":
-    """Open the tuning database at ``url`` (else ``$VTATUNE_DB``, else ``sqlite:///vtatune.db``);
-    see ``vtatune.db.storage.open_db``."""
+def open_db(url: str | None = None, *, readonly: bool = False, **kw: Any) -> "Database":
+    """Open the tuning database at ``url`` (else ``$VTATUNE_DB``, else ``sqlite:///vtatune.db``).
+
+    ``readonly=True`` for commands that only read (stats, export, best, history): nothing is
+    created, converted or written, and a missing or empty database is
+    ``DatabaseNotFoundError``.  See ``vtatune.db.storage.open_db``."""
     from .storage import open_db as _open_db
-    return _open_db(url, **kw)
+    return _open_db(url, readonly=readonly, **kw)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("read_log", "to_line", "import_log", "export_log", "write_log", "from_line"):
+    if name in _AUTOTVM:
         from . import autotvm
         return getattr(autotvm, name)
     if name in ("best_config", "best_record", "pick_best"):

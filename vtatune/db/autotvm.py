@@ -18,18 +18,29 @@ Rules (docs/database.md):
   exception object, which JSON cannot hold);
 * ``predicted`` records (validity-classifier verdicts, not measurements) are never exported.
 
+Reading is hostile-input safe: files are read line by line (at most ``MAX_LINE_BYTES`` per
+line, so ``/dev/zero`` or a binary file costs bounded memory), JSON nesting is capped at
+``MAX_JSON_DEPTH`` and integers at ``MAX_INT_DIGITS`` digits, and every field is checked
+before a record is built.  A line that is not an importable record is *rejected*
+(``RejectedLine``: line number, stable reason code, message, the typed error); only
+file-level faults raise (``LogFileError``).
+
 Nothing here needs SQLAlchemy, except ``import_log``/``export_log`` which take a database.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
-import re
+import stat
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterable
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from ..errors import ConfigurationError, RecordDecodeError
+from ..errors import (ConfigurationError, ErrorCategory, LogFileError, RecordDecodeError,
+                      VtatuneError)
 from .records import TuningRecord, config_hash, split_workload_key, workload_key
 
 if TYPE_CHECKING:
@@ -44,91 +55,220 @@ TVM_VERSION = "0.14.0"
 #: Costs AutoTVM writes for a failed measurement.
 ERROR_COSTS = [1e9]
 
-_MODEL = re.compile(r"(?:^|\s)-model=(\S+)")
+#: Longest log line read (bytes, without its newline); a longer one is a file-level error.
+MAX_LINE_BYTES = 1 << 20
+#: Deepest JSON nesting of a line (an AutoTVM v0.2 record needs about 5 levels).
+MAX_JSON_DEPTH = 64
+#: Most digits of one JSON integer (indices are below 2**63: 19 digits).
+MAX_INT_DIGITS = 100
+#: Rejected lines whose details ``import_log`` keeps (all are counted).
+MAX_REJECTED_KEPT = 1000
+#: Config indices are stored as 64-bit signed integers.
+INDEX_LIMIT = 1 << 63
+_INT32_LIMIT = 1 << 31
+#: AutoTVM's ``MeasureErrorNo`` values.
+ERROR_NOS = frozenset(int(e) for e in ErrorCategory)
+
+# Stable reason codes of rejected lines (RejectedLine.reason).
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+TOO_DEEP = "too_deep"
+AUTOTVM_V01 = "autotvm_v01"
+NOT_V02 = "not_v02"
+BAD_FIELD = "bad_field"
+#: Reason of a line a validator rejected with an error that has no ``reason`` of its own.
+VALIDATOR_REJECTED = "rejected"
+
+Validator = Callable[[TuningRecord], "TuningRecord | None"]
 
 
-def _error(where: tuple[str, int], message: str) -> RecordDecodeError:
+# ---------------------------------------------------------------------- helpers
+def shown_path(path: str | bytes | os.PathLike) -> str:
+    """``path`` as printable text (undecodable bytes of a file name as ``\\xNN`` escapes)."""
+    p = os.fspath(path)
+    if isinstance(p, bytes):
+        return p.decode("utf-8", "backslashreplace")
+    return p.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _error(where: tuple[str, int], message: str, reason: str = NOT_V02,
+           field: str | None = None) -> RecordDecodeError:
     path, lineno = where
     exc = RecordDecodeError(f"{path}:{lineno}: {message}")
     exc.path = path  # type: ignore[attr-defined]
     exc.lineno = lineno  # type: ignore[attr-defined]
+    exc.reason = reason  # type: ignore[attr-defined]
+    exc.field = field  # type: ignore[attr-defined]
+    exc.detail = message  # type: ignore[attr-defined]
     return exc
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_finite(v: Any) -> bool:
+    """A JSON number that is a finite float (huge integers overflow, NaN/Infinity are not)."""
+    if not _is_number(v):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _storable_text(s: str) -> bool:
+    """Text every database stores as given: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not encodable as UTF-8; JSON's ``\\ud800`` escapes make them)."""
+    if "\x00" in s:
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(v: Any, n: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def _backend_and_hw(target: str) -> tuple[str, str]:
     """("vta", model) for a VTA target; ("autotvm", model or "unknown") for another."""
-    from ..workloads.parse import model_of_target
-    from ..workloads.workload import WorkloadError
-    try:
-        return "vta", model_of_target(target)
-    except WorkloadError:
-        m = _MODEL.search(target)
-        return "autotvm", (m.group(1) if m else "unknown")  # AutoTVM's default model
+    from ..hardware.target import is_vta_target, model_option
+    model = model_option(target)
+    if is_vta_target(target) and model is not None:
+        return "vta", model
+    return "autotvm", model or "unknown"  # AutoTVM's default model
 
 
 def _is_v01(obj: Any) -> bool:
     return isinstance(obj, dict) and "input" not in obj and "i" in obj and "r" in obj
 
 
-def _load(text: str, where: tuple[str, int]) -> dict:
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most "
+                         f"{MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON value nests deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (list, dict)))
+    return False
+
+
+def load_json_line(text: str, where: tuple[str, int], *,
+                   max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """One JSON value of a record file, bounded: ``RecordDecodeError`` (reason ``not_json``
+    or ``too_deep``, naming ``where`` = (path, line)) instead of ``RecursionError``, huge
+    integers or deep nesting."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        obj = None
+        deep = True
     except json.JSONDecodeError as exc:
-        raise _error(where, f"not JSON: {exc.msg} (column {exc.colno})") from None
+        raise _error(where, f"not JSON: {exc.msg} (column {exc.colno})", NOT_JSON) from None
+    except ValueError as exc:  # parse_int, or Python's own integer-digit limit
+        raise _error(where, f"not JSON: {exc}", NOT_JSON) from None
+    else:
+        deep = isinstance(obj, (list, dict)) and _too_deep(obj, max_depth)
+    if deep:
+        raise _error(where, f"JSON nested deeper than {max_depth} levels", TOO_DEEP)
+    return obj
+
+
+def _load(text: str, where: tuple[str, int]) -> dict:
+    obj = load_json_line(text, where)
     if not isinstance(obj, dict):
         raise _error(where, "a log record is a JSON object")
     return obj
 
 
+# ---------------------------------------------------------------------- one record
 def _decode(obj: dict, text: str, where: tuple[str, int], session: str) -> TuningRecord:
     if _is_v01(obj):
-        raise _error(where, "AutoTVM v0.1 record (keys i/r/v) is not supported")
+        raise _error(where, "AutoTVM v0.1 record (keys i/r/v) is not supported: only "
+                            "v0.2 records are read", AUTOTVM_V01)
     missing = [k for k in ("input", "config", "result") if k not in obj]
     if missing:
         raise _error(where, f"missing key {missing[0]!r} (an AutoTVM v0.2 record has input, "
                             "config, result, version, tvm_version)")
     if "version" in obj and obj["version"] != LOG_VERSION:
-        raise _error(where, f"unsupported log version {obj['version']!r} (expected 0.2)")
+        raise _error(where, f"unsupported log version {_short(obj['version'])} "
+                            "(expected 0.2)", field="version")
+
+    def bad(field: str, message: str) -> RecordDecodeError:
+        return _error(where, f"'{field}' {message}", BAD_FIELD, field)
+
     inp = obj["input"]
     if not isinstance(inp, list) or len(inp) != 4:
-        raise _error(where, "'input' must be [target, task_name, args, kwargs]")
+        raise _error(where, "'input' must be [target, task_name, args, kwargs]", BAD_FIELD,
+                     "input")
     target, task_name, args, kwargs = inp
     if not isinstance(target, str) or not target.strip():
-        raise _error(where, f"'input' target must be a string, got {target!r}")
+        raise bad("input.target", f"must be a non-empty string, got {_short(target)}")
+    if not _storable_text(target):
+        raise bad("input.target", "holds a NUL character or a lone surrogate")
     if not isinstance(task_name, str) or not task_name:
-        raise _error(where, f"'input' task name must be a string, got {task_name!r}")
+        raise bad("input.task_name", f"must be a non-empty string, got {_short(task_name)}")
     if not isinstance(args, list):
-        raise _error(where, f"'input' args must be a list, got {args!r}")
+        raise bad("input.args", f"must be a list, got {_short(args)}")
     if not isinstance(kwargs, dict):
-        raise _error(where, f"'input' kwargs must be an object, got {kwargs!r}")
+        raise bad("input.kwargs", f"must be an object, got {_short(kwargs)}")
     config = obj["config"]
     if not isinstance(config, dict):
-        raise _error(where, "'config' must be an object")
+        raise bad("config", f"must be an object, got {_short(config)}")
     index = config.get("index")
-    if index is not None and not (isinstance(index, int) and not isinstance(index, bool)):
-        raise _error(where, f"'config' index must be an integer, got {index!r}")
+    if index is not None:
+        if not _is_int(index):
+            raise bad("config.index", f"must be an integer, got {_short(index)}")
+        if not 0 <= index < INDEX_LIMIT:
+            raise bad("config.index", f"must be in [0, 2**63), got {_short(index)}")
     if "entity" in config and not isinstance(config["entity"], list):
-        raise _error(where, "'config' entity must be a list of [knob, kind, value]")
+        raise bad("config.entity", "must be a list of [knob, kind, value]")
     result = obj["result"]
     if not isinstance(result, list) or len(result) != 4:
-        raise _error(where, "'result' must be [costs, error_no, all_cost, timestamp]")
+        raise _error(where, "'result' must be [costs, error_no, all_cost, timestamp]",
+                     BAD_FIELD, "result")
     costs, error_no, all_cost, timestamp = result
     if not isinstance(costs, list):
-        raise _error(where, f"'result' costs must be a list, got {costs!r}")
-    if not isinstance(error_no, int) or isinstance(error_no, bool) or error_no < 0:
-        raise _error(where, f"'result' error_no must be an integer >= 0, got {error_no!r}")
-    if error_no == 0 and not all(_is_number(c) for c in costs):
-        raise _error(where, f"'result' costs of a successful record must be numbers: {costs!r}")
+        raise bad("result.costs", f"must be a list, got {_short(costs)}")
+    if not _is_int(error_no) or error_no not in ERROR_NOS:
+        raise bad("result.error_no", f"must be an AutoTVM MeasureErrorNo (0 to "
+                                     f"{max(ERROR_NOS)}), got {_short(error_no)}")
+    if error_no == 0:
+        if not all(_is_number(c) for c in costs):
+            raise bad("result.costs", f"of a successful record must be numbers: "
+                                      f"{_short(costs)}")
+        if not all(_is_finite(c) and c >= 0 for c in costs):
+            raise bad("result.costs", f"of a successful record must be finite seconds "
+                                      f">= 0: {_short(costs)}")
+    elif not all(_is_finite(c) for c in costs if _is_number(c)):
+        raise bad("result.costs", f"must hold finite numbers: {_short(costs)}")
     for name, v in (("all_cost", all_cost), ("timestamp", timestamp)):
         if not _is_number(v):
-            raise _error(where, f"'result' {name} must be a number, got {v!r}")
+            raise bad(f"result.{name}", f"must be a number, got {_short(v)}")
+        if not _is_finite(v):
+            raise bad(f"result.{name}", f"must be finite, got {_short(v)}")
     tvm_version = obj.get("tvm_version", "")
     if not isinstance(tvm_version, str):
-        raise _error(where, f"'tvm_version' must be a string, got {tvm_version!r}")
+        raise bad("tvm_version", f"must be a string, got {_short(tvm_version)}")
+    if not _storable_text(tvm_version):
+        raise bad("tvm_version", "holds a NUL character or a lone surrogate")
     backend, hw = _backend_and_hw(target)
     try:
         return TuningRecord(
@@ -137,63 +277,267 @@ def _decode(obj: dict, text: str, where: tuple[str, int], session: str) -> Tunin
             all_cost=all_cost, timestamp=timestamp, source="imported", runner="import",
             tool_version=tvm_version, raw=text, session=session)
     except ConfigurationError as exc:
-        raise _error(where, str(exc)) from None
+        raise _error(where, str(exc), BAD_FIELD, getattr(exc, "field", None)) from None
+
+
+def check_record(rec: TuningRecord) -> None:
+    """Refuse (``ConfigurationError`` naming the field) a record that no database can store
+    as given: an index outside [0, 2**63), an integer field outside PostgreSQL's 32-bit
+    range, a non-finite ``all_cost``/``timestamp`` (SQLite stores NaN as NULL), or text
+    with a NUL character or a lone surrogate.  ``Database.add`` calls it for every record."""
+    if not isinstance(rec, TuningRecord):
+        raise ConfigurationError("record", f"expected TuningRecord, got {type(rec).__name__}")
+    idx = rec.config_index
+    if idx is not None and not (_is_int(idx) and 0 <= idx < INDEX_LIMIT):
+        raise ConfigurationError("config_index", f"must be None or in [0, 2**63), got "
+                                                 f"{_short(idx)}")
+    for name in ("error_no", "attempt"):
+        v = getattr(rec, name)
+        if not (_is_int(v) and 0 <= v < _INT32_LIMIT):
+            raise ConfigurationError(name, f"must be in [0, 2**31), got {_short(v)}")
+    for name in ("all_cost", "timestamp"):
+        if not _is_finite(getattr(rec, name)):
+            raise ConfigurationError(name, f"must be finite, got {_short(getattr(rec, name))}")
+    for name in ("backend", "workload_key", "target", "hw", "workload_name", "reason",
+                 "message", "source", "runner", "tool_version", "raw", "session"):
+        v = getattr(rec, name)
+        if isinstance(v, str) and not _storable_text(v):
+            raise ConfigurationError(name, "holds a NUL character or a lone surrogate, which "
+                                           "the database cannot store")
 
 
 def from_line(line: str, *, session: str = "", path: str = "<line>",
               lineno: int = 1) -> TuningRecord:
     """The imported record of one AutoTVM v0.2 line (``raw`` = the line less its ``\\n``).
 
-    Raises ``RecordDecodeError`` (with ``path`` and ``lineno``) for anything else, v0.1 lines
-    included.
+    Raises ``RecordDecodeError`` (with ``path``, ``lineno``, ``reason`` and ``field``) for
+    anything else, v0.1 lines included.
     """
+    where = (path, lineno)
+    if not isinstance(line, str):
+        raise _error(where, f"a log line is text, got {type(line).__name__}")
+    if len(line) > MAX_LINE_BYTES + 1:
+        raise _error(where, f"line longer than {MAX_LINE_BYTES} bytes", NOT_JSON)
     text = line[:-1] if line.endswith("\n") else line
-    return _decode(_load(text, (path, lineno)), text, (path, lineno), session)
+    if "\n" in text:
+        raise _error(where, "one log line expected, got several")
+    return _decode(_load(text, where), text, where, session)
 
 
-def read_log(path: str | os.PathLike, *, session: str | None = None) -> list[TuningRecord]:
-    """The records of an AutoTVM log file, in file order.
+# ---------------------------------------------------------------------- files
+@dataclass(frozen=True)
+class RejectedLine:
+    """A line of a log that was not imported.
 
-    Blank lines and lines starting with ``#`` are skipped; v0.1 lines (keys ``i``/``r``/``v``)
-    are skipped with one warning per file; anything else that is not a v0.2 record raises
-    ``RecordDecodeError`` naming the path and line number.  Records are ``source="imported"``,
-    ``runner="import"``, ``tool_version`` = the line's ``tvm_version``, ``session`` = the
-    file name unless given.  A config that occurs again for the same workload and target
-    gets the next ``attempt`` (0, 1, ...), so re-importing a file adds nothing and every line
-    of it is kept.
+    ``reason`` is a stable code: ``not_utf8``, ``not_json``, ``too_deep``, ``autotvm_v01``,
+    ``not_v02`` (not a v0.2 record: wrong structure, missing key, other version),
+    ``bad_field`` (a field of the wrong type or out of range; ``field`` names it, e.g.
+    ``config.index``), or, for a line the validator refused, the validator error's own
+    ``reason`` attribute (``InvalidConfigError``) else ``rejected``.  ``message`` is one line
+    without the ``path:line:`` prefix; ``error`` is the typed error (a ``VtatuneError``).
     """
-    path = os.fspath(path)
-    session = os.path.basename(path) if session is None else session
-    out: list[TuningRecord] = []
-    seen: Counter = Counter()
-    v01: list[int] = []
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the file ends with a newline
-    for lineno, raw_bytes in enumerate(lines, 1):
+
+    path: str
+    lineno: int
+    reason: str
+    message: str
+    field: str | None = None
+    error: VtatuneError | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.lineno}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: path, line, reason, field, message, error (the error's class name)."""
+        return {"path": self.path, "line": self.lineno, "reason": self.reason,
+                "field": self.field, "message": self.message,
+                "error": type(self.error).__name__ if self.error is not None else None}
+
+
+class ImportResult(tuple):
+    """What ``import_log`` did.  Unpacks as ``(read, inserted)`` (its earlier return value);
+    ``rejected`` lists the first ``MAX_REJECTED_KEPT`` rejected lines in file order and
+    ``n_rejected`` counts them all."""
+
+    read: int
+    inserted: int
+
+    def __new__(cls, read: int, inserted: int, rejected: Iterable[RejectedLine] = (),
+                n_rejected: int | None = None) -> "ImportResult":
+        self = super().__new__(cls, (int(read), int(inserted)))
+        self.rejected = list(rejected)  # type: ignore[attr-defined]
+        self.n_rejected = (len(self.rejected) if n_rejected is None  # type: ignore[attr-defined]
+                           else int(n_rejected))
+        return self
+
+    read = property(lambda self: self[0])  # type: ignore[assignment]
+    inserted = property(lambda self: self[1])  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"ImportResult(read={self[0]}, inserted={self[1]}, "
+                f"n_rejected={self.n_rejected})")
+
+    def __reduce__(self) -> Any:
+        return (ImportResult, (self[0], self[1], self.rejected, self.n_rejected))
+
+
+def open_record_file(path: str | bytes | os.PathLike) -> IO[bytes]:
+    """Open a record file for reading in binary mode; ``LogFileError`` (naming it) when it is
+    missing, unreadable, a directory or a device (``/dev/zero``, ``/dev/urandom``: endless
+    input).  Regular files and pipes are read."""
+    shown = shown_path(path)
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise LogFileError(shown, f"cannot read: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    if stat.S_ISDIR(st.st_mode):
+        raise LogFileError(shown, "is a directory, not a record file")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise LogFileError(shown, "is a device, not a record file")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise LogFileError(shown, f"cannot read: {exc.strerror or exc}") from None
+
+
+def read_lines(f: IO[bytes], path: str, *,
+               max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes without the \\n)`` of a binary file, one line in memory at a
+    time; a line longer than ``max_bytes`` (``/dev/zero`` has no newline at all) raises
+    ``LogFileError`` naming it: the file is not a record file."""
+    lineno = 0
+    while True:
         try:
-            text = raw_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _error((path, lineno), f"not UTF-8: {exc.reason}") from None
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        obj = _load(text, (path, lineno))
-        if _is_v01(obj):
-            v01.append(lineno)
-            continue
-        rec = _decode(obj, text, (path, lineno), session)
-        key = (rec.workload_key, rec.target, config_hash(rec.config))
-        rec.attempt = seen[key]
-        seen[key] += 1
-        out.append(rec)
-    if v01:
-        shown = ", ".join(map(str, v01[:5])) + (", ..." if len(v01) > 5 else "")
-        log.warning("%s: skipped %d AutoTVM v0.1 record(s) (line %s); only v0.2 is read",
-                    path, len(v01), shown)
+            chunk = f.readline(max_bytes + 1)
+        except OSError as exc:
+            raise LogFileError(path, f"read error: {exc.strerror or exc}", lineno + 1) from None
+        if not chunk:
+            return
+        lineno += 1
+        if chunk.endswith(b"\n"):
+            chunk = chunk[:-1]
+        elif len(chunk) > max_bytes:
+            raise LogFileError(path, f"line longer than {max_bytes} bytes: not a record file",
+                               lineno)
+        yield lineno, chunk
+
+
+def _line_record(raw: bytes, where: tuple[str, int], session: str) -> TuningRecord | None:
+    """The record of one line; None for blank and comment lines."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if raw.lstrip().startswith(b"#"):
+            return None  # a comment in another encoding
+        raise _error(where, f"not UTF-8: {exc.reason} at byte {exc.start}", NOT_UTF8) from None
+    stripped = text.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    return _decode(_load(text, where), text, where, session)
+
+
+def _validated(validate: Validator, rec: TuningRecord) -> TuningRecord:
+    out = validate(rec)
+    if out is None:
+        return rec
+    if not isinstance(out, TuningRecord):
+        raise TypeError(f"an import validator returns a TuningRecord or None, got "
+                        f"{type(out).__name__}")
+    check_record(out)
     return out
+
+
+def _rejected(exc: VtatuneError, where: tuple[str, int]) -> RejectedLine:
+    detail = getattr(exc, "detail", None)
+    reason = getattr(exc, "reason", None)
+    field = getattr(exc, "field", None)
+    return RejectedLine(
+        path=where[0], lineno=where[1],
+        reason=reason if isinstance(reason, str) and reason else VALIDATOR_REJECTED,
+        message=detail if isinstance(detail, str) else " ".join(str(exc).split()),
+        field=field if isinstance(field, str) else None, error=exc)
+
+
+def _session_of(path: str | bytes | os.PathLike) -> str:
+    return os.path.basename(shown_path(path))
+
+
+def iter_log(path: str | bytes | os.PathLike, *, session: str | None = None,
+             validate: Validator | None = None
+             ) -> Iterator[tuple[int, TuningRecord | RejectedLine]]:
+    """``(line number, TuningRecord or RejectedLine)`` for every record line of an AutoTVM
+    log, in file order (blank lines and ``#`` comments are skipped), one line in memory at a
+    time.
+
+    Records are ``source="imported"``, ``runner="import"``, ``tool_version`` = the line's
+    ``tvm_version``, ``raw`` = the exact line without its ``\\n`` (a ``\\r`` is kept),
+    ``session`` = the file name unless given; a config that occurs again for the same
+    workload, target, source and runner gets the next ``attempt`` (0, 1, ...).
+    ``validate`` is the hook described at ``import_log``.  A file that cannot be read, or a
+    line longer than ``MAX_LINE_BYTES``, raises ``LogFileError``; nothing else about a line
+    raises.
+    """
+    shown = shown_path(path)
+    session = _session_of(path) if session is None else session
+    if not isinstance(session, str) or not _storable_text(session):
+        raise ConfigurationError("session", f"must be printable text, got {_short(session)}")
+    seen: Counter = Counter()
+    with open_record_file(path) as f:
+        for lineno, raw in read_lines(f, shown):
+            where = (shown, lineno)
+            try:
+                rec = _line_record(raw, where, session)
+                if rec is None:
+                    continue
+                if validate is not None:
+                    rec = _validated(validate, rec)
+            except VtatuneError as exc:
+                yield lineno, _rejected(exc, where)
+                continue
+            key = (rec.workload_key, rec.target, rec.hw, config_hash(rec.config), rec.source,
+                   rec.runner)
+            if rec.attempt != seen[key]:
+                rec = dataclasses.replace(rec, attempt=seen[key])
+            seen[key] += 1
+            yield lineno, rec
+
+
+def _as_error(bad: RejectedLine) -> RecordDecodeError:
+    if isinstance(bad.error, RecordDecodeError):
+        return bad.error
+    return _error((bad.path, bad.lineno), bad.message, bad.reason, bad.field)
+
+
+def scan_log(path: str | bytes | os.PathLike, *, session: str | None = None,
+             validate: Validator | None = None, max_rejected: int = MAX_REJECTED_KEPT
+             ) -> tuple[list[TuningRecord], list[RejectedLine], int]:
+    """``(records, rejected lines (the first max_rejected), number of rejected lines)`` of a
+    log: ``iter_log`` collected."""
+    recs: list[TuningRecord] = []
+    rejected: list[RejectedLine] = []
+    n_rejected = 0
+    for _, item in iter_log(path, session=session, validate=validate):
+        if isinstance(item, RejectedLine):
+            n_rejected += 1
+            if len(rejected) < max_rejected:
+                rejected.append(item)
+        else:
+            recs.append(item)
+    return recs, rejected, n_rejected
+
+
+def read_log(path: str | bytes | os.PathLike, *, session: str | None = None,
+             validate: Validator | None = None) -> list[TuningRecord]:
+    """The records of an AutoTVM log file, in file order: exactly those ``import_log`` would
+    store, or ``RecordDecodeError`` (message ``path:line: ...``, attributes ``path``,
+    ``lineno``, ``reason``, ``field``) for the first line it would reject (v0.1 lines
+    included).  Blank lines and lines starting with ``#`` are skipped.  Fields as described
+    at ``iter_log``."""
+    recs, rejected, _ = scan_log(path, session=session, validate=validate, max_rejected=1)
+    if rejected:
+        raise _as_error(rejected[0])
+    return recs
 
 
 def to_line(record: TuningRecord) -> str:
@@ -240,12 +584,50 @@ def export_log(db: "Database", path: str | os.PathLike, workload_key: str | None
     return write_log(path, recs, append=append)
 
 
-def import_log(db: "Database", path: str | os.PathLike, *,
-               session: str | None = None) -> tuple[int, int]:
-    """Read an AutoTVM log into ``db``; returns (records read, records newly inserted).
+def import_log(db: "Database", path: str | bytes | os.PathLike, *, session: str | None = None,
+               validate: Validator | None = None, strict: bool = False,
+               max_rejected: int = MAX_REJECTED_KEPT) -> ImportResult:
+    """Import an AutoTVM log into ``db``: every line is either stored or rejected.
 
-    The whole file is read (and checked) before anything is written, then added in one
-    transaction, so a malformed file imports nothing.
+    Returns an ``ImportResult``: ``read, inserted = result`` (records accepted, records that
+    were new: re-importing a file adds nothing), ``result.rejected`` (the first
+    ``max_rejected`` ``RejectedLine``s, in file order: path, line number, reason code,
+    field, message, typed error) and ``result.n_rejected`` (all of them).
+
+    The whole file is read and checked first, then the accepted records are added in one
+    transaction.  A line that is not an importable AutoTVM v0.2 record (not UTF-8, not JSON,
+    nested too deeply, a v0.1 record, a missing key, a field of the wrong type or out of
+    range: ``config.index`` outside [0, 2**63), an unknown ``error_no``, non-finite costs or
+    times ...) is rejected and the import goes on.  With ``strict=True`` the first rejected
+    line raises its ``RecordDecodeError`` instead and nothing is stored.  File-level faults
+    raise ``LogFileError`` (missing or unreadable file, a directory or device, a line longer
+    than ``MAX_LINE_BYTES``) and nothing is stored.
+
+    ``validate(record)`` — the hook for checks this package cannot make (the database sits
+    below workloads and config spaces) — is called once per decoded record, in file order,
+    before anything is stored.  It receives a record that passed the structural checks
+    above (``source="imported"``, ``runner="import"``, ``raw`` = the line, ``attempt`` 0;
+    VTA lines have ``backend="vta"``, other AutoTVM targets ``backend="autotvm"``: pass
+    those through if they are not yours) and:
+
+    * returns None, or the record it was given: the record is stored as decoded;
+    * returns another ``TuningRecord`` (e.g. ``dataclasses.replace(rec, config_index=...)``
+      with the index recomputed from the entity, or a ``workload_name``): that record is
+      stored instead.  It must pass ``check_record`` (else the line is rejected with that
+      ``ConfigurationError``); its ``attempt`` is renumbered by the import.  ``raw`` is
+      exported verbatim: keep it for a byte-identical export of the original line, set it
+      to None to have ``to_line`` write the corrected record;
+    * raises a ``VtatuneError`` (``ConfigurationError`` naming the field,
+      ``InvalidConfigError`` ...): the line is rejected — reason = the error's ``reason``
+      attribute if it has one, else ``rejected``; ``field`` = its ``field`` attribute — and
+      the import goes on.  Any other exception is a bug of the validator: it propagates and
+      nothing is stored.
     """
-    recs = read_log(path, session=session)
-    return len(recs), db.add(recs)
+    recs, rejected, n_rejected = scan_log(path, session=session, validate=validate,
+                                          max_rejected=1 if strict else max_rejected)
+    if strict and rejected:
+        raise _as_error(rejected[0])
+    if rejected:
+        log.info("%s: %d line(s) rejected (first: %s)", rejected[0].path, n_rejected,
+                 rejected[0])
+    return ImportResult(len(recs), db.add(recs) if recs else 0, rejected, n_rejected)

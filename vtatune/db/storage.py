@@ -6,6 +6,14 @@ busy timeout, write transactions start with ``BEGIN IMMEDIATE`` and calls that s
 ``database is locked`` are retried with exponential backoff, so several processes on one
 machine can share a file.  Several machines use PostgreSQL (``postgresql+psycopg://...``).
 
+Opening never touches a database that is not vtatune's: the schema version is read first,
+with nothing written; the schema is created only in an empty database (one with foreign
+tables is refused, ``ForeignDatabaseError``), a newer schema is refused before anything is
+changed (``SchemaVersionError``), and only then is SQLite switched to WAL.
+``open_db(url, readonly=True)`` (the read-only commands) never creates or converts
+anything: SQLite is opened with ``mode=ro``, PostgreSQL sessions are read-only, a missing
+file or an empty database is ``DatabaseNotFoundError``.
+
 Every public call is one transaction; driver errors come out as ``StorageError``.  Inserting
 a record whose (workload, target, config, source, attempt) is already stored does nothing
 (insert-or-ignore), so repeated imports and racing writers never duplicate records.
@@ -17,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import os
 import random
 import time
@@ -31,7 +40,9 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the [db
     raise _StorageError("the tuning database needs SQLAlchemy >= 2: "
                         "pip install 'vtatune[db]'") from _exc
 
-from ..errors import SchemaVersionError, StorageError
+from ..errors import (ConfigurationError, DatabaseNotFoundError, ForeignDatabaseError, SchemaVersionError,
+                      StorageError)
+from .autotvm import check_record
 from .records import (
     MEASUREMENT_SOURCES,
     SOURCES,
@@ -135,19 +146,58 @@ def resolve_url(url: str | None = None) -> str:
     return os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
-def open_db(url: str | None = None, *, timeout: float = 120.0, echo: bool = False) -> "Database":
-    """Open (and create if needed) the tuning database at ``url``.
+def open_db(url: str | None = None, *, readonly: bool = False, timeout: float = 120.0,
+            echo: bool = False) -> "Database":
+    """Open the tuning database at ``url`` (else ``$VTATUNE_DB``, else
+    ``sqlite:///vtatune.db``).
 
-    ``timeout`` bounds the total time one call spends waiting for locks and retrying.
-    Raises ``SchemaVersionError`` for a database written by a newer (or unknown) schema and
-    ``StorageError`` for anything else that goes wrong.
+    ``readonly=False`` (tuning, imports): an empty database (or a missing SQLite file) gets
+    the schema; an existing one must hold vtatune's schema version.  ``readonly=True``
+    (stats, export, best, history): nothing is ever created, converted or written — SQLite
+    is opened with ``mode=ro`` and never switched to WAL, PostgreSQL sessions are read-only,
+    and the write calls (``add``, ``ensure_workload``) raise ``StorageError``; a missing
+    SQLite file or an empty database raises ``DatabaseNotFoundError``.
+
+    Either way the version is checked before anything is touched: ``SchemaVersionError``
+    for another schema version, ``ForeignDatabaseError`` (a ``SchemaVersionError``) for a
+    database holding tables but no vtatune ``meta`` table, ``StorageError`` for anything else
+    (a bad URL, a driver error, a file that is not a database).  ``timeout`` bounds the total
+    time one call spends waiting for locks and retrying.
     """
-    return Database(resolve_url(url), timeout=timeout, echo=echo)
+    return Database(resolve_url(url), readonly=readonly, timeout=timeout, echo=echo)
 
 
 def _sqlite_is_file(url: "sa.URL") -> bool:
     db = url.database or ""
-    return db not in ("", ":memory:") and not db.startswith("file::memory:")
+    if db in ("", ":memory:") or db.startswith("file::memory:"):
+        return False
+    return not (_sqlite_uri(url) and "mode=memory" in db)
+
+
+def _sqlite_uri(url: "sa.URL") -> bool:
+    return str(url.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
+
+
+def _sqlite_path(url: "sa.URL") -> str:
+    """The file an SQLite URL names (absolute, as the driver opens it)."""
+    db = url.database or ""
+    if _sqlite_uri(url) and db.startswith("file:"):
+        from urllib.parse import unquote
+        path = unquote(db[5:].split("?", 1)[0].split("#", 1)[0])
+        if path.startswith("//"):  # file://host/path: SQLite accepts only "" or localhost
+            path = "/" + path[2:].split("/", 1)[-1]
+        return os.path.abspath(path)
+    return os.path.abspath(db)
+
+
+def _readonly_uri(filename: str) -> str:
+    """The driver-level URI opening ``filename`` (a path, or a ``file:`` URI) read-only."""
+    from urllib.parse import quote
+    if not filename.startswith("file:"):
+        return f"file:{quote(filename)}?mode=ro"
+    base, _, query = filename.partition("?")
+    params = [p for p in query.split("&") if p and not p.startswith("mode=")]
+    return base + "?" + "&".join(params + ["mode=ro"])
 
 
 class Database:
@@ -157,10 +207,14 @@ class Database:
     by itself.  Several processes (and machines, with PostgreSQL) may write at once.
     """
 
-    def __init__(self, url: str, *, timeout: float = 120.0, echo: bool = False):
+    def __init__(self, url: str, *, readonly: bool = False, timeout: float = 120.0,
+                 echo: bool = False):
+        if isinstance(url, os.PathLike) or not isinstance(url, (str, sa.URL)):
+            raise StorageError(f"a database URL is a string (sqlite:///FILE, "
+                               f"postgresql+psycopg://...), got {type(url).__name__}")
         try:
             self._url = sa.make_url(url)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError, TypeError) as exc:
             shown = url if "@" not in str(url) else "(redacted: it contains credentials)"
             raise StorageError(f"not a database URL: {shown!r} ({exc})") from None
         self.url = self._url.render_as_string(hide_password=True)
@@ -168,41 +222,94 @@ class Database:
         if self.dialect not in ("sqlite", "postgresql"):
             raise StorageError(f"{self.url}: unsupported database {self.dialect!r} "
                                "(use sqlite:///FILE or postgresql+psycopg://...)")
-        self._timeout = float(timeout)
+        self.readonly = bool(readonly)
+        try:
+            self._timeout = float(timeout)
+        except (TypeError, ValueError):
+            raise StorageError(f"{self.url}: timeout must be seconds, got {timeout!r}") from None
+        if not self._timeout >= 0:
+            raise StorageError(f"{self.url}: timeout must be >= 0 seconds, got {timeout!r}")
         self._pid = os.getpid()
+        self._wal_ready = False  # WAL only after the version check passed (never readonly)
         kw: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
+            if "\x00" in (self._url.database or ""):
+                raise StorageError(f"{self.url}: the file name holds a NUL character")
             busy_s = max(1.0, min(30.0, self._timeout / 4))
             kw["connect_args"] = {"timeout": busy_s}
+            if self.readonly and _sqlite_is_file(self._url):
+                path = _sqlite_path(self._url)
+                if not os.path.exists(path):
+                    raise DatabaseNotFoundError(
+                        self.url, "no such database file (read-only use never creates one)")
+                if os.path.isdir(path):
+                    raise StorageError(f"{self.url}: is a directory, not a database file")
         else:
             kw["pool_pre_ping"] = True
             if self._url.get_driver_name() in ("psycopg", "psycopg2"):
                 kw["connect_args"] = {"connect_timeout": 10}
         try:
             self._engine = sa.create_engine(self._url, **kw)
-        except (ImportError, SQLAlchemyError) as exc:
+        except (ImportError, SQLAlchemyError, ValueError, TypeError) as exc:
             hint = " (pip install 'vtatune[db]')" if isinstance(exc, ImportError) else ""
             raise StorageError(f"{self.url}: cannot create the engine: {exc}{hint}") from None
         if self.dialect == "sqlite":
             self._setup_sqlite(busy_s)
+        elif self.readonly:
+            self._setup_postgres_readonly()
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
         self._insert = insert
         try:
-            version = self._run(self._read_version, write=False)
-            if version is None:
-                self._run(self._create_schema, write=True)
-            elif version != SCHEMA_VERSION:
-                raise SchemaVersionError(version, SCHEMA_VERSION, self.url)
+            self._open()
         except BaseException:
             self._engine.dispose()
             raise
 
+    def _open(self) -> None:
+        """Check the schema version before anything is written, then create the schema (an
+        empty database, writable use only) and switch SQLite files to WAL."""
+        try:
+            version = self._run(self._read_version, write=False)
+        except StorageError:
+            raise
+        except (ValueError, TypeError, OSError) as exc:  # driver arguments from the URL
+            raise StorageError(f"{self.url}: cannot connect: {exc}") from None
+        if version is None:
+            if self.readonly:
+                raise DatabaseNotFoundError(
+                    self.url, "holds no tuning records yet (an empty database; read-only use "
+                              "never creates the schema)")
+            self._run(self._create_schema, write=True)
+        elif version != SCHEMA_VERSION:
+            raise SchemaVersionError(version, SCHEMA_VERSION, self.url)
+        if not self.readonly and _sqlite_is_file(self._url) and self.dialect == "sqlite":
+            self._wal_ready = True
+            self._engine.dispose()  # the next connection switches the file to WAL
+            self._run(lambda conn: None, write=False)
+
     # ------------------------------------------------------------------ plumbing
+    def _setup_postgres_readonly(self) -> None:
+        @event.listens_for(self._engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            finally:
+                cur.close()
+            dbapi_conn.commit()
+
     def _setup_sqlite(self, busy_s: float) -> None:
-        wal = _sqlite_is_file(self._url)
+        is_file = _sqlite_is_file(self._url)
+
+        if self.readonly and is_file:
+            @event.listens_for(self._engine, "do_connect")
+            def _read_only(_dialect: Any, _rec: Any, cargs: list, cparams: dict) -> None:
+                # the driver opens the file with mode=ro: it can neither create nor change it
+                cargs[0] = _readonly_uri(str(cargs[0]))
+                cparams["uri"] = True
 
         @event.listens_for(self._engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -212,7 +319,7 @@ class Database:
             try:
                 cur.execute(f"PRAGMA busy_timeout = {int(busy_s * 1000)}")
                 cur.execute("PRAGMA foreign_keys = ON")
-                if wal:
+                if is_file and self._wal_ready:
                     deadline = time.monotonic() + busy_s
                     while True:
                         try:
@@ -250,6 +357,8 @@ class Database:
 
     def _run(self, fn: Callable[[Any], _T], *, write: bool) -> _T:
         """Run ``fn(connection)`` in one transaction, retrying lock conflicts with backoff."""
+        if write and self.readonly:
+            raise StorageError(f"{self.url}: opened read-only; nothing can be written")
         if os.getpid() != self._pid:  # forked: never reuse the parent's connections
             self._engine.dispose(close=False)
             self._pid = os.getpid()
@@ -276,20 +385,33 @@ class Database:
                 raise StorageError(f"{self.url}: {exc}") from exc
 
     def _read_version(self, conn: Any) -> int | str | None:
-        """The stored schema version; None for an empty database."""
+        """The stored schema version; None for an empty database (no table, no view).  Only
+        reads: a database with tables but no vtatune ``meta`` table is refused
+        (``ForeignDatabaseError``), and so is a version-1 database missing a table."""
         insp = sa.inspect(conn)
-        if not insp.has_table("meta"):
-            if insp.has_table("records") or insp.has_table("workloads"):
-                raise SchemaVersionError("unknown (no meta table)", SCHEMA_VERSION, self.url)
+        tables = set(insp.get_table_names())
+        if "meta" not in tables:
+            found = sorted(tables) + sorted(insp.get_view_names())
+            if found:
+                raise ForeignDatabaseError(self.url, found, SCHEMA_VERSION)
             return None
+        columns = {c["name"] for c in insp.get_columns("meta")}
+        if not {"key", "value"} <= columns:
+            raise ForeignDatabaseError(self.url, sorted(tables), SCHEMA_VERSION)
         value = conn.execute(sa.select(meta_table.c.value)
                              .where(meta_table.c.key == "schema_version")).scalar()
         if value is None:
             raise SchemaVersionError("unknown (no schema_version)", SCHEMA_VERSION, self.url)
         try:
-            return int(value)
-        except ValueError:
-            return str(value)
+            version: int | str = int(value)
+        except (TypeError, ValueError):
+            return str(value)[:40]
+        if version == SCHEMA_VERSION:
+            missing = sorted({t.name for t in metadata.sorted_tables} - tables)
+            if missing:
+                raise StorageError(f"{self.url}: damaged tuning database: schema version "
+                                   f"{version} without table(s) {', '.join(missing)}")
+        return version
 
     def _create_schema(self, conn: Any) -> None:
         if self.dialect == "postgresql":  # serialise creators; SQLite's BEGIN IMMEDIATE does
@@ -316,6 +438,7 @@ class Database:
         for r in recs:
             if not isinstance(r, TuningRecord):
                 raise TypeError(f"expected TuningRecord, got {type(r).__name__}")
+            check_record(r)
         if not recs:
             return 0
         return self._run(lambda conn: self._add(conn, recs), write=True)
@@ -481,13 +604,24 @@ class Database:
         """The ``k`` successful measurements (``error_no == 0``, measured or imported) of
         ``workload_key`` on ``hw`` with the lowest mean cost; ties go to the record stored
         first (AutoTVM keeps the first of equal records in log order).  ``runner_prefix``
-        keeps one kind of cost (e.g. ``"tsim"``) instead of mixing runners."""
+        keeps one kind of cost (e.g. ``"tsim"``) instead of mixing runners.  ``k = 0`` gives
+        ``[]``; a negative or non-integer ``k`` raises ``ConfigurationError`` (field ``k``)."""
         r = records_table
         q = (self._select(workload_key, hw, MEASUREMENT_SOURCES)
              .where(r.c.error_no == 0, r.c.mean_cost.is_not(None)))
+        try:
+            n = -1 if isinstance(k, bool) else operator.index(k)
+        except TypeError:
+            n = -1
+        if n < 0:
+            raise ConfigurationError("k", f"the number of best records must be an integer "
+                                          f">= 0, got {k!r}")
+        k = n
+        if k == 0:
+            return []
         if runner_prefix:
             q = q.where(r.c.runner.startswith(runner_prefix, autoescape=True))
-        q = q.order_by(r.c.mean_cost, r.c.id).limit(int(k))
+        q = q.order_by(r.c.mean_cost, r.c.id).limit(k)
         return self._run(lambda conn: [self._record(row) for row in conn.execute(q)],
                          write=False)
 

@@ -24,8 +24,10 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
+from ...db.autotvm import (check_record, load_json_line, open_record_file, read_lines,
+                           shown_path)
 from ...db.records import TuningRecord, canonical_json
 from ...errors import ConfigurationError, ErrorCategory, RecordDecodeError
 from .env import require_tvm, target_json, target_label
@@ -228,6 +230,30 @@ class MSDatabase(PyDatabase):
 # ---------------------------------------------------------------------- JSON database files
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
+#: Longest line read from a MetaSchedule JSON file (a workload line holds a whole module).
+MS_MAX_LINE_BYTES = 16 << 20
+#: Deepest JSON nesting read (traces nest about 10 levels); deeper is refused before TVM
+#: sees it.
+MS_MAX_JSON_DEPTH = 64
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, str, Any]]:
+    """``(line number, stripped line, JSON value)`` of the non-blank lines of a MetaSchedule
+    JSON file, one line in memory at a time.  ``RecordDecodeError`` naming file and line for
+    a line that is not UTF-8 or not JSON (or nested too deeply); ``LogFileError`` for a file
+    that cannot be read (a directory, a device) or a line over ``MS_MAX_LINE_BYTES``."""
+    shown = shown_path(path)
+    with open_record_file(path) as f:
+        for no, raw in read_lines(f, shown, max_bytes=MS_MAX_LINE_BYTES):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordDecodeError(f"{shown}:{no}: not UTF-8: {exc.reason} at byte "
+                                        f"{exc.start}") from None
+            if not text.strip():
+                continue
+            yield no, text.strip(), load_json_line(text, (shown, no),
+                                                   max_depth=MS_MAX_JSON_DEPTH)
 
 
 def export_json(db: Any, work_dir: str | os.PathLike, *, hw: str | None = None) -> tuple[int, int]:
@@ -252,51 +278,53 @@ def export_json(db: Any, work_dir: str | os.PathLike, *, hw: str | None = None) 
 def import_json(db: Any, work_dir: str | os.PathLike, *, session: str = "") -> tuple[int, int]:
     """Import a MetaSchedule ``JSONDatabase`` directory; returns (records read, new records).
     Each record's ``hw`` label comes from its own target.  Malformed lines raise
-    ``RecordDecodeError`` naming file and line, before anything is stored."""
+    ``RecordDecodeError`` naming file and line (not UTF-8, not JSON, nested too deeply, not
+    a workload or record), before anything is stored; ``LogFileError`` for a file that
+    cannot be read or a line over ``MS_MAX_LINE_BYTES``."""
     src = Path(work_dir)
     wpath, rpath = src / WORKLOAD_FILE, src / RECORD_FILE
     for p in (wpath, rpath):
-        if not p.is_file():
-            raise ConfigurationError("work_dir", f"{src}: no {p.name} (not a MetaSchedule "
-                                                 "JSON database)")
+        if not p.exists():
+            raise ConfigurationError("work_dir", f"{shown_path(src)}: no {p.name} (not a "
+                                                 "MetaSchedule JSON database)")
     index = WorkloadIndex(db)
     mods: list[Any] = []
-    for no, line in enumerate(wpath.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for no, line, obj in _json_lines(wpath):
         try:
-            mods.append(Workload.from_json(json.loads(line)).mod)
+            mods.append(Workload.from_json(obj).mod)
         except Exception as exc:  # noqa: BLE001
-            raise RecordDecodeError(f"{wpath}:{no}: not a MetaSchedule workload ({exc})") from None
+            raise RecordDecodeError(f"{shown_path(wpath)}:{no}: not a MetaSchedule workload "
+                                    f"({_first_line(exc)})") from None
     bodies = []
-    for no, line in enumerate(rpath.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    labels: dict[str, str] = {}
+    for no, line, obj in _json_lines(rpath):
         try:
-            widx, body = json.loads(line)
+            widx, body = obj
             if isinstance(widx, bool) or not isinstance(widx, int) or not 0 <= widx < len(mods):
                 raise RecordDecodeError(f"workload index {widx!r} is not one of the "
                                         f"{len(mods)} workloads")
             if not isinstance(body, list) or len(body) != 4:
                 raise RecordDecodeError("expected [trace, run_secs, target, args_info]")
-            tvm.target.Target(body[2])
+            tgt = canonical_json(body[2])
+            if tgt not in labels:
+                labels[tgt] = target_label(tvm.target.Target(body[2]))
+            # every field checked now, so that nothing is stored from a file with a bad line
+            check_record(to_vtatune(body, "[]", "", labels[tgt], source="imported",
+                                    runner=LOCAL_RUNNER, session=session, raw=line))
         except RecordDecodeError as exc:
-            raise RecordDecodeError(f"{rpath}:{no}: {exc}") from None
+            raise RecordDecodeError(f"{shown_path(rpath)}:{no}: {exc}") from None
         except Exception as exc:  # noqa: BLE001
-            raise RecordDecodeError(f"{rpath}:{no}: not a MetaSchedule record ({exc})") from None
-        bodies.append((widx, body, line.strip(), no))
+            raise RecordDecodeError(f"{shown_path(rpath)}:{no}: not a MetaSchedule record "
+                                    f"({_first_line(exc)})") from None
+        bodies.append((widx, body, line, labels[tgt]))
     keys = [index.commit(mod)[1] for mod in mods]   # validated: now store
-    labels: dict[str, str] = {}
-    recs = []
-    for widx, body, line, no in bodies:
-        key = keys[widx]
-        tgt = canonical_json(body[2])
-        if tgt not in labels:
-            labels[tgt] = target_label(tvm.target.Target(body[2]))
-        try:
-            recs.append(to_vtatune(body, key, index.names.get(key, ""), labels[tgt],
-                                   source="imported", runner=LOCAL_RUNNER, session=session,
-                                   raw=line))
-        except Exception as exc:  # noqa: BLE001 - a bad field in an otherwise valid line
-            raise RecordDecodeError(f"{rpath}:{no}: {exc}") from None
+    recs = [to_vtatune(body, keys[widx], index.names.get(keys[widx], ""), label,
+                       source="imported", runner=LOCAL_RUNNER, session=session, raw=line)
+            for widx, body, line, label in bodies]
     return len(recs), db.add(recs)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message (TVM's messages carry whole stack traces)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
