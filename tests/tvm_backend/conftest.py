@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("tvm", reason="the TVM backend tests need: pip install 'vtatune[tvm]'")
+
+@pytest.fixture(scope="session", autouse=True)
+def _apache_tvm(require_extra):
+    """Every test here needs apache-tvm: without it they are skipped with the install hint,
+    and fail under CI (tests/conftest.py), which installs the extra.  Session-scoped, so it
+    runs before the session fixtures below that build TVM targets."""
+    return require_extra("tvm", "tvm")
 
 
 @pytest.fixture(scope="session")
