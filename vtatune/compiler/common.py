@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..errors import ErrorCategory, InvalidConfigError
+from ..errors import ConfigurationError, ErrorCategory, InvalidConfigError
 from ..hardware.config import HwConfig
 from ..hardware.isa import AluOp
 from ..workloads.workload import SHIFT
@@ -137,7 +137,8 @@ def epilogue_stages(epilogue: str) -> list[AluStage]:
                 AluStage("clip_min", AluOp.MAX, 0)]
     if epilogue == "relu":
         return [shr, AluStage("relu", AluOp.MAX, 0)]
-    raise ValueError(epilogue)
+    raise ConfigurationError("epilogue", f"the compiler has no ALU stages for epilogue {epilogue!r}; "
+                             "known: shift_clip, bias, relu")
 
 
 def closure_check(n_thread_axes: int) -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import ConfigurationError
+
 LOAD_Q, COMPUTE_Q, STORE_Q = 1, 2, 3
 
 
@@ -339,7 +341,7 @@ def finalize(root, sync: str = "tvm-0.14"):
     ``sync="single"`` stops after the thread injection: one token per thread and group, the
     stream of earlier stacks (INFERRED from the TopHub timings, docs/tsim.md)."""
     if sync not in SYNC_MODES:
-        raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
+        raise ConfigurationError("sync", f"unknown token scheme {sync!r}; one of {', '.join(SYNC_MODES)}")
     root = lift_attr_scope(root)
     root = coproc_sync(root)
     root = inject_vthreads(root)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ErrorCategory, InvalidConfigError
+from ..errors import ErrorCategory, InternalCompilerError, InvalidConfigError
 from ..hardware import isa
 from ..hardware.config import HwConfig
 from ..hardware.isa import MemType, Opcode
@@ -101,7 +101,9 @@ class Runtime:
 
     def dep_pop(self, frm: int, to: int) -> None:
         if {frm, to} == {LOAD_STAGE, STORE_STAGE}:
-            raise ValueError("load<->store tokens do not exist")
+            raise InternalCompilerError("frm/to", f"no dependence token between the load and store "
+                                        f"modules (dep_pop({frm}, {to})): VTA's queues link "
+                                        "load<->compute and compute<->store only")
         if frm < to:
             if self.pending_prev[to]:
                 self._commit(to)

@@ -18,16 +18,10 @@ import sys
 import types
 from typing import Any
 
-from ...errors import ConfigurationError, VtatuneError
-
-
-class BackendUnavailableError(VtatuneError):
-    """apache-tvm (or an optional frontend package, or the target's device) is missing or
-    unusable."""
-
-
-class TuningFailedError(VtatuneError):
-    """MetaSchedule stopped with an error (the first line of TVM's message is kept)."""
+# The backend's error classes live in vtatune.errors with every other typed error; they are
+# re-exported here, where they were defined before (``from .env import BackendUnavailableError``).
+from ...errors import BackendUnavailableError, ConfigurationError
+from ...errors import TuningFailedError  # noqa: F401  (re-exported)
 
 
 def require_device(target: Any) -> None:
