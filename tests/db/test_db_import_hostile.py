@@ -289,3 +289,10 @@ def test_iter_log_yields_records_and_rejections_in_file_order(tmp_path):
     assert isinstance(items[1][1], RejectedLine) and items[1][1].reason == "autotvm_v01"
     assert isinstance(items[2][1], TuningRecord) and items[2][1].attempt == 1
     assert copy.copy(items[0][1]) == items[0][1]
+
+
+def test_a_path_that_is_not_a_path_is_typed(db):
+    from vtatune.db import import_log
+
+    with pytest.raises(ConfigurationError, match="path"):
+        import_log(db, 0)  # a file descriptor number: never read (nor closed)

@@ -520,3 +520,15 @@ def test_add_refuses_what_no_database_can_store(db):
             db.add([make_record(1), bad])
     assert db.records() == []
     assert db.add([make_record(1)]) == 1
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_sqlite_url_of_a_device_or_directory_is_refused(tmp_path, readonly):
+    """/dev/null used to pass as an empty database (a write open then failed with a disk
+    I/O error); a directory failed in the driver."""
+    from vtatune.db import open_db
+
+    for target in ("/dev/null", str(tmp_path)):
+        with pytest.raises(StorageError, match="not a regular file"):
+            open_db(f"sqlite:///{target}", readonly=readonly)
+    assert list(tmp_path.iterdir()) == []

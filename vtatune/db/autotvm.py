@@ -84,7 +84,12 @@ Validator = Callable[[TuningRecord], "TuningRecord | None"]
 
 # ---------------------------------------------------------------------- helpers
 def shown_path(path: str | bytes | os.PathLike) -> str:
-    """``path`` as printable text (undecodable bytes of a file name as ``\\xNN`` escapes)."""
+    """``path`` as printable text (undecodable bytes of a file name as ``\\xNN`` escapes);
+    ``ConfigurationError`` for something that is not a path (a file descriptor number is
+    never read, nor closed)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ConfigurationError("path", f"a record file is named by a path, got "
+                                         f"{type(path).__name__}")
     p = os.fspath(path)
     if isinstance(p, bytes):
         return p.decode("utf-8", "backslashreplace")

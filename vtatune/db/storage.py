@@ -237,13 +237,14 @@ class Database:
                 raise StorageError(f"{self.url}: the file name holds a NUL character")
             busy_s = max(1.0, min(30.0, self._timeout / 4))
             kw["connect_args"] = {"timeout": busy_s}
-            if self.readonly and _sqlite_is_file(self._url):
+            if _sqlite_is_file(self._url):
                 path = _sqlite_path(self._url)
-                if not os.path.exists(path):
+                if self.readonly and not os.path.exists(path):
                     raise DatabaseNotFoundError(
                         self.url, "no such database file (read-only use never creates one)")
-                if os.path.isdir(path):
-                    raise StorageError(f"{self.url}: is a directory, not a database file")
+                if os.path.exists(path) and not os.path.isfile(path):
+                    raise StorageError(f"{self.url}: not a regular file (a directory or a "
+                                       "device), so not a database file")
         else:
             kw["pool_pre_ping"] = True
             if self._url.get_driver_name() in ("psycopg", "psycopg2"):
