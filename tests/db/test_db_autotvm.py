@@ -15,8 +15,8 @@ from vtatune.errors import ConfigurationError, RecordDecodeError
 from vtatune.hardware.config import HwConfig
 from vtatune.space import space_for
 from vtatune.task import VtaTask
-from vtatune.workloads.autotvm import parse_autotvm_input
 from vtatune.workloads import get_workload
+from vtatune.workloads.autotvm import parse_autotvm_input
 
 LOG = pathlib.Path(__file__).parents[1] / "data" / "autotvm" / "handwritten_v02.log"
 HW = "pynq_1x16_i8w8a32_15_15_18_17"

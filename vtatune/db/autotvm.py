@@ -364,19 +364,25 @@ class ImportResult(tuple):
     ``rejected`` lists the first ``MAX_REJECTED_KEPT`` rejected lines in file order and
     ``n_rejected`` counts them all."""
 
-    read: int
-    inserted: int
+    rejected: list[RejectedLine]
+    n_rejected: int
 
     def __new__(cls, read: int, inserted: int, rejected: Iterable[RejectedLine] = (),
-                n_rejected: int | None = None) -> "ImportResult":
+                n_rejected: int | None = None) -> ImportResult:
         self = super().__new__(cls, (int(read), int(inserted)))
-        self.rejected = list(rejected)  # type: ignore[attr-defined]
-        self.n_rejected = (len(self.rejected) if n_rejected is None  # type: ignore[attr-defined]
-                           else int(n_rejected))
+        self.rejected = list(rejected)
+        self.n_rejected = len(self.rejected) if n_rejected is None else int(n_rejected)
         return self
 
-    read = property(lambda self: self[0])  # type: ignore[assignment]
-    inserted = property(lambda self: self[1])  # type: ignore[assignment]
+    @property
+    def read(self) -> int:
+        """Records accepted: decoded, checked and validated."""
+        return self[0]
+
+    @property
+    def inserted(self) -> int:
+        """Accepted records that were new to the database."""
+        return self[1]
 
     def __repr__(self) -> str:
         return (f"ImportResult(read={self[0]}, inserted={self[1]}, "

@@ -40,8 +40,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the [db
     raise _StorageError("the tuning database needs SQLAlchemy >= 2: "
                         "pip install 'vtatune[db]'") from _exc
 
-from ..errors import (ConfigurationError, DatabaseNotFoundError, ForeignDatabaseError, SchemaVersionError,
-                      StorageError)
+from ..errors import (ConfigurationError, DatabaseNotFoundError, ForeignDatabaseError,
+                      SchemaVersionError, StorageError)
 from .autotvm import check_record
 from .records import (
     MEASUREMENT_SOURCES,
@@ -274,8 +274,6 @@ class Database:
         empty database, writable use only) and switch SQLite files to WAL."""
         try:
             version = self._run(self._read_version, write=False)
-        except StorageError:
-            raise
         except (ValueError, TypeError, OSError) as exc:  # driver arguments from the URL
             raise StorageError(f"{self.url}: cannot connect: {exc}") from None
         if version is None:
