@@ -84,7 +84,8 @@ def _good():
     (lambda d: d.update(region_addrs=np.array([4096, 4100])), "region_1"),
     (lambda d: d.update(region_addrs=np.array([4096, 4100]), region_1=np.zeros(4, np.uint8)),
      "region_addrs"),
-    (lambda d: d.update(region_0=np.array([object()], dtype=object)), "<file>"),
+    # an object array would need pickle: refused from its header, naming the member
+    (lambda d: d.update(region_0=np.array([object()], dtype=object)), "region_0"),
 ])
 def test_malformed_bundles_name_the_field(tmp_path, mutate, field):
     d = _good()

@@ -14,6 +14,13 @@ from importlib import resources
 from typing import Any, Mapping
 
 from ..errors import ConfigurationError, UnsupportedError
+# The ISA widths live with the bit layouts; re-exported here for existing importers.
+from .layout import (ALU_OPCODE_BIT_WIDTH, ALUOP_IMM_BIT_WIDTH, INS_WIDTH, LOOP_ITER_WIDTH,  # noqa: F401
+                     MEMOP_DRAM_ADDR_BIT_WIDTH, MEMOP_ID_BIT_WIDTH, MEMOP_PAD_BIT_WIDTH,
+                     MEMOP_SIZE_BIT_WIDTH, MEMOP_SRAM_ADDR_BIT_WIDTH, MEMOP_STRIDE_BIT_WIDTH,
+                     OPCODE_BIT_WIDTH, UOP_WIDTH, layouts)
+from .platforms import PLATFORMS, Platform
+from .timing_params import TimingParams, brief_repr
 
 #: Keys of ``vta_config.json`` in file order; all are required.
 VTA_KEYS = (
@@ -27,50 +34,11 @@ EXTRA_SECTIONS = ("queues", "timing")
 DEFAULT_NAME = "pynq_1x16_i8w8a32_15_15_18_17"
 SUPPORTED_HW_VER = "0.0.2"
 
-# Fixed ISA widths of hw_spec_const.h (configuration independent).
-INS_WIDTH = 128
-UOP_WIDTH = 32
-OPCODE_BIT_WIDTH = 3
-MEMOP_ID_BIT_WIDTH = 3
-MEMOP_SRAM_ADDR_BIT_WIDTH = 16
-MEMOP_DRAM_ADDR_BIT_WIDTH = 32
-MEMOP_SIZE_BIT_WIDTH = 16
-MEMOP_STRIDE_BIT_WIDTH = 16
-MEMOP_PAD_BIT_WIDTH = 4
-LOOP_ITER_WIDTH = 14
-ALU_OPCODE_BIT_WIDTH = 3
-ALUOP_IMM_BIT_WIDTH = 16
 MAX_SRAM_BUS_WIDTH = 1024  # pkg_config: widest SRAM bank
 PAGE_BYTES = 4096          # runtime: an element must not exceed a page
-
-
-@dataclass(frozen=True)
-class Platform:
-    """Per-TARGET platform parameters of ``pkg_config.py``."""
-
-    fpga_part: str
-    fpga_family: str
-    freq_mhz: int
-    hls_clock_ns: int
-    log_bus_width: int
-    axprot: str
-    ip_base: tuple[int, int, int, int]  # fetch, load, compute, store
-
-
-_PYNQ = Platform("xc7z020clg484-1", "zynq-7000", 100, 7, 6, "000",
-                 (0x43C00000, 0x43C01000, 0x43C02000, 0x43C03000))
-_ULTRASCALE = dict(freq_mhz=333, hls_clock_ns=2, log_bus_width=7, axprot="010",
-                   ip_base=(0xA0000000, 0xA0001000, 0xA0002000, 0xA0003000))
-PLATFORMS: dict[str, Platform] = {
-    "pynq": _PYNQ,
-    "sim": _PYNQ,
-    "tsim": _PYNQ,
-    "intelfocl": _PYNQ,
-    "ultra96": Platform("xczu3eg-sbva484-1-e", "zynq-ultrascale+", **_ULTRASCALE),
-    "zcu104": Platform("xczu7ev-ffvc1156-2-e", "zynq-ultrascale+", **_ULTRASCALE),
-    "de10nano": Platform("5CSEBA6U23I7", "cyclone-v", 100, 2, 6, "100",
-                         (0xFF220000, 0xFF221000, 0xFF222000, 0xFF223000)),
-}
+MAX_QUEUE_DEPTH = 1 << 24  # hardware FIFOs: far beyond any BRAM, finite for the schedulers
+#: A hardware file is a few hundred bytes; anything this large is not one.
+MAX_CONFIG_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -80,25 +48,6 @@ class Queues:
 
     insn_queue_depth: int = 512
     dep_queue_depth: int = 1024
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Parameters of tsim's cycle model (docs/tsim.md says where each value comes from).
-    Cycle counts are accelerator clock cycles; host costs are ARM-side times."""
-
-    mem_latency: int = 16             # cycles from an AXI read request to its first beat
-    mem_write_latency: int = 16       # cycles from a write request to its acceptance
-    bus_bytes_per_cycle: float = 8.0  # sustained bytes per cycle of the shared 64-bit path
-    fetch_burst: int = 16             # instructions per fetch request
-    gemm_fill: int = 4                # GEMM pipeline fill per instruction (cycles)
-    alu_ii: int = 2                   # ALU initiation interval per micro-op iteration (HLS)
-    alu_fill: int = 4                 # ALU pipeline fill per instruction
-    nop_cycles: int = 1               # a token-only instruction
-    insn_overhead: int = 1            # per-instruction decode / handshake cycles
-    host_launch_us: float = 0.0       # host: launch, cache maintenance, completion polling
-    host_per_insn_ns: float = 0.0     # host: building one instruction in the runtime
-    host_per_uop_ns: float = 0.0      # host: recording one micro-op (first use per call)
 
 
 @dataclass(frozen=True)
@@ -128,7 +77,8 @@ class HwConfig:
     log_wgt_buff_size: int
     log_acc_buff_size: int
     queues: Queues = field(default_factory=Queues)
-    timing: Timing = field(default_factory=Timing)
+    #: tsim's parameters as data; their cost model is vtatune.sim.timing.Timing
+    timing: TimingParams = field(default_factory=TimingParams)
     source: str = field(default="<dict>", compare=False)
 
     # ------------------------------------------------------------------ construction
@@ -137,6 +87,8 @@ class HwConfig:
         if not isinstance(data, Mapping):
             raise ConfigurationError("<root>", f"{source}: expected a JSON object")
         for key in data:
+            if not isinstance(key, str):
+                raise ConfigurationError("<root>", f"{source}: keys must be strings, got {brief_repr(key)}")
             if key not in VTA_KEYS and key not in EXTRA_SECTIONS:
                 raise ConfigurationError(key, f"unknown key in {source}")
         for key in VTA_KEYS:
@@ -145,36 +97,24 @@ class HwConfig:
         for key in VTA_KEYS[2:]:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigurationError(key, f"must be an integer, got {value!r}")
+                raise ConfigurationError(key, f"must be an integer, got {brief_repr(value)}")
         for key in ("TARGET", "HW_VER"):
             if not isinstance(data[key], str):
-                raise ConfigurationError(key, f"must be a string, got {data[key]!r}")
+                raise ConfigurationError(key, f"must be a string, got {brief_repr(data[key])}")
         queues = Queues()
         if "queues" in data:
             q = data["queues"]
             if not isinstance(q, Mapping):
                 raise ConfigurationError("queues", "must be an object")
             for key, value in q.items():
-                if key not in Queues.__dataclass_fields__:
+                if not isinstance(key, str) or key not in Queues.__dataclass_fields__:
                     raise ConfigurationError(f"queues.{key}", "unknown key")
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise ConfigurationError(f"queues.{key}", f"must be a positive integer, got {value!r}")
+                if (not isinstance(value, int) or isinstance(value, bool)
+                        or not 1 <= value <= MAX_QUEUE_DEPTH):
+                    raise ConfigurationError(
+                        f"queues.{key}", f"must be an integer in [1, {MAX_QUEUE_DEPTH}], got {brief_repr(value)}")
             queues = Queues(**q)
-        timing = Timing()
-        if "timing" in data:
-            t = data["timing"]
-            if not isinstance(t, Mapping):
-                raise ConfigurationError("timing", "must be an object")
-            values = {}
-            for key, value in t.items():
-                if key.startswith("_"):
-                    continue  # documentation entries
-                if key not in Timing.__dataclass_fields__:
-                    raise ConfigurationError(f"timing.{key}", "unknown key")
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                    raise ConfigurationError(f"timing.{key}", f"must be a non-negative number, got {value!r}")
-                values[key] = value
-            timing = Timing(**values)
+        timing = TimingParams.from_mapping(data["timing"]) if "timing" in data else TimingParams()
         return cls(**{k.lower(): data[k] for k in VTA_KEYS}, queues=queues, timing=timing, source=source)
 
     @classmethod
@@ -185,12 +125,7 @@ class HwConfig:
             name_or_path = DEFAULT_NAME
         text = str(name_or_path)
         if os.path.isfile(text):
-            with open(text, encoding="utf-8") as f:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as exc:
-                    raise ConfigurationError("<file>", f"{text} is not valid JSON: {exc}") from None
-            return cls.from_dict(data, source=text)
+            return cls.from_dict(_read_json_file(text), source=text)
         shipped = shipped_configs()
         if text in shipped:
             return cls.from_dict(_read_shipped(text), source=f"shipped:{text}")
@@ -202,7 +137,7 @@ class HwConfig:
         out: dict[str, Any] = {k: getattr(self, k.lower()) for k in VTA_KEYS}
         if self.queues != Queues():
             out["queues"] = dict(vars(self.queues))
-        if self.timing != Timing():
+        if self.timing != TimingParams():
             out["timing"] = dict(vars(self.timing))
         return out
 
@@ -212,13 +147,13 @@ class HwConfig:
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
         if self.target not in PLATFORMS:
-            raise ConfigurationError("TARGET", f"unknown target {self.target!r}; known: {', '.join(PLATFORMS)}")
+            raise ConfigurationError("TARGET", f"unknown target {brief_repr(self.target)}; known: {', '.join(PLATFORMS)}")
         if self.hw_ver == "0.0.1":
             raise UnsupportedError(
                 "HW_VER 0.0.1: the old ISA layout (2-bit memory_type and alu_opcode) is not "
                 "supported; vtatune encodes the HW_VER 0.0.2 layout of the current bitstreams")
         if self.hw_ver != SUPPORTED_HW_VER:
-            raise ConfigurationError("HW_VER", f"unknown hardware version {self.hw_ver!r}; supported: {SUPPORTED_HW_VER}")
+            raise ConfigurationError("HW_VER", f"unknown hardware version {brief_repr(self.hw_ver)}; supported: {SUPPORTED_HW_VER}")
         # The TVM VTA strategies assert int8 inputs/weights and int32 accumulators, and the
         # simulators' datapath is built for exactly those element types.
         for key, want in (("LOG_INP_WIDTH", 3), ("LOG_WGT_WIDTH", 3), ("LOG_ACC_WIDTH", 5)):
@@ -252,8 +187,8 @@ class HwConfig:
                 f"{self.uop_wgt_bits} = {used} bits no longer fit {UOP_WIDTH} bits "
                 "(LOG_ACC/INP/WGT_BUFF_SIZE too large for LOG_BLOCK/LOG_BATCH)")
         # Instruction layouts must fit 128 bits under the no-straddle rule.
-        from .isa import layouts_for  # local import: isa depends on this module
-        layouts_for(self)
+        layouts(self.log_uop_buff_depth, self.log_acc_buff_depth, self.log_inp_buff_depth,
+                self.log_wgt_buff_depth)
 
     # ------------------------------------------------------------------ names
     @property
@@ -434,3 +369,23 @@ def shipped_configs() -> list[str]:
 
 def _read_shipped(name: str) -> dict:
     return json.loads((_hw_dir() / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _read_json_file(path: str) -> Any:
+    """A user's hardware file, read with a size cap; every way it can fail to be JSON is a
+    ConfigurationError naming the file."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CONFIG_FILE_BYTES + 1)
+    if len(raw) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigurationError("<file>", f"{path} is larger than {MAX_CONFIG_FILE_BYTES} bytes: "
+                                           "not a hardware configuration")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError("<file>", f"{path} is not UTF-8 text ({exc})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ConfigurationError("<file>", f"{path}: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
+        raise ConfigurationError("<file>", f"{path} is not valid JSON: {exc}") from None

@@ -68,8 +68,11 @@ def format_insn(insn: Instruction) -> str:
     return f"UNKNOWN opcode={insn.opcode}{_deps(insn)}"
 
 
-def listing(insns: Sequence[Instruction], start: int = 0) -> Iterable[str]:
-    width = len(str(start + max(len(insns) - 1, 0)))
+def listing(insns: Sequence[Instruction], start: int = 0, width: int | None = None) -> Iterable[str]:
+    """Numbered lines from index ``start``; ``width`` digits for the index (by default those
+    of the last one; pass the stream's when listing it piece by piece)."""
+    if width is None:
+        width = len(str(start + max(len(insns) - 1, 0)))
     for i, insn in enumerate(insns):
         yield f"{start + i:>{width}}: {format_insn(insn)}"
 

@@ -4,25 +4,27 @@ An instruction is 128 bits stored as 16 little-endian bytes.  Fields are packed 
 in declaration order exactly like GCC packs ``uint64_t`` bit-fields: a field never
 straddles bit 64 (it moves to bit 64 and leaves the rest of the low word zero).  A micro-op
 is one 32-bit little-endian word.  Widths that depend on the configuration (uop and SRAM
-index fields) come from :class:`~vtatune.hardware.config.HwConfig`.
+index fields) come from :class:`~vtatune.hardware.config.HwConfig`; the layouts themselves
+from :mod:`vtatune.hardware.layout`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields as dc_fields
 from enum import IntEnum
-from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigurationError, DecodeError, FieldOverflowError
-from . import config as C
+from ..errors import DecodeError, FieldOverflowError
+from . import layout as L
+# Re-exported: the layouts are part of the instruction set's public surface.
+from .layout import BitField, Layout, Layouts, pack_fields
 
 if TYPE_CHECKING:
     from .config import HwConfig
 
-INSN_BYTES = C.INS_WIDTH // 8
-UOP_BYTES = C.UOP_WIDTH // 8
+INSN_BYTES = L.INS_WIDTH // 8
+UOP_BYTES = L.UOP_WIDTH // 8
 
 
 class Opcode(IntEnum):
@@ -51,92 +53,15 @@ class AluOp(IntEnum):
 
 
 # ----------------------------------------------------------------------------- layouts
-@dataclass(frozen=True)
-class BitField:
-    name: str
-    lo: int
-    width: int
-    signed: bool = False
-
-    @property
-    def mask(self) -> int:
-        return (1 << self.width) - 1
-
-
-@dataclass(frozen=True)
-class Layout:
-    kind: str
-    fields: tuple[BitField, ...]
-
-    def field(self, name: str) -> BitField:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-
-def pack_fields(kind: str, spec: Sequence[tuple[str, int] | tuple[str, int, bool]],
-                total: int = C.INS_WIDTH) -> Layout:
-    """Place fields LSB-first; a field that would straddle bit 64 starts at bit 64."""
-    pos = 0
-    out = []
-    for item in spec:
-        name, width = item[0], item[1]
-        signed = bool(item[2]) if len(item) > 2 else False
-        if total > 64 and pos < 64 < pos + width:
-            pos = 64
-        if pos + width > total:
-            raise ConfigurationError(
-                f"{kind}.{name}",
-                f"the {kind} instruction needs {pos + width} bits under the no-straddle "
-                f"packing rule, more than {total}")
-        out.append(BitField(name, pos, width, signed))
-        pos += width
-    return Layout(kind, tuple(out))
-
-
-_DEP_FIELDS = [("opcode", C.OPCODE_BIT_WIDTH), ("pop_prev", 1), ("pop_next", 1),
-               ("push_prev", 1), ("push_next", 1)]
-
-
-@dataclass(frozen=True)
-class Layouts:
-    mem: Layout
-    gemm: Layout
-    alu: Layout
-    uop: Layout
-
-
-@lru_cache(maxsize=None)
-def _layouts(lu: int, la: int, li: int, lw: int) -> Layouts:
-    s = max(la, li)
-    mem = pack_fields("MEM", _DEP_FIELDS + [
-        ("memory_type", C.MEMOP_ID_BIT_WIDTH), ("sram_base", C.MEMOP_SRAM_ADDR_BIT_WIDTH),
-        ("dram_base", C.MEMOP_DRAM_ADDR_BIT_WIDTH), ("y_size", C.MEMOP_SIZE_BIT_WIDTH),
-        ("x_size", C.MEMOP_SIZE_BIT_WIDTH), ("x_stride", C.MEMOP_STRIDE_BIT_WIDTH),
-        ("y_pad_0", C.MEMOP_PAD_BIT_WIDTH), ("y_pad_1", C.MEMOP_PAD_BIT_WIDTH),
-        ("x_pad_0", C.MEMOP_PAD_BIT_WIDTH), ("x_pad_1", C.MEMOP_PAD_BIT_WIDTH)])
-    head = _DEP_FIELDS + [("reset_reg", 1), ("uop_bgn", lu), ("uop_end", lu + 1),
-                          ("iter_out", C.LOOP_ITER_WIDTH), ("iter_in", C.LOOP_ITER_WIDTH)]
-    gemm = pack_fields("GEMM", head + [
-        ("dst_factor_out", la), ("dst_factor_in", la), ("src_factor_out", li),
-        ("src_factor_in", li), ("wgt_factor_out", lw), ("wgt_factor_in", lw)])
-    alu = pack_fields("ALU", head + [
-        ("dst_factor_out", la), ("dst_factor_in", la), ("src_factor_out", la),
-        ("src_factor_in", la), ("alu_opcode", C.ALU_OPCODE_BIT_WIDTH), ("use_imm", 1),
-        ("imm", C.ALUOP_IMM_BIT_WIDTH, True)])
-    uop = pack_fields("UOP", [("dst_idx", la), ("src_idx", s), ("wgt_idx", lw)], total=C.UOP_WIDTH)
-    return Layouts(mem, gemm, alu, uop)
-
-
 def layouts_for(hw: "HwConfig") -> Layouts:
     """Bit layouts of every instruction kind for ``hw`` (raises if they cannot fit)."""
-    return _layouts(hw.log_uop_buff_depth, hw.log_acc_buff_depth, hw.log_inp_buff_depth,
-                    hw.log_wgt_buff_depth)
+    return L.layouts(hw.log_uop_buff_depth, hw.log_acc_buff_depth, hw.log_inp_buff_depth,
+                     hw.log_wgt_buff_depth)
 
 
 # ----------------------------------------------------------------------------- instructions
-@dataclass(frozen=True)
+# slots: a program can have millions of instructions, each an object while it runs.
+@dataclass(frozen=True, slots=True)
 class _Insn:
     pop_prev: int = 0
     pop_next: int = 0
@@ -150,7 +75,7 @@ class _Insn:
         return {f.name: getattr(self, f.name) for f in dc_fields(self)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemInsn(_Insn):
     """LOAD (opcode 0) or STORE (opcode 1)."""
 
@@ -168,7 +93,7 @@ class MemInsn(_Insn):
     LAYOUT: ClassVar[str] = "mem"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _LoopInsn(_Insn):
     """Fields shared by GEMM and ALU: the micro-op range and the two-level loop."""
 
@@ -183,7 +108,7 @@ class _LoopInsn(_Insn):
     src_factor_in: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GemmInsn(_LoopInsn):
     wgt_factor_out: int = 0
     wgt_factor_in: int = 0
@@ -191,7 +116,7 @@ class GemmInsn(_LoopInsn):
     LAYOUT: ClassVar[str] = "gemm"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AluInsn(_LoopInsn):
     alu_opcode: int = AluOp.MIN
     use_imm: int = 0
@@ -200,7 +125,7 @@ class AluInsn(_LoopInsn):
     LAYOUT: ClassVar[str] = "alu"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FinishInsn(_Insn):
     """FINISH uses the GEMM layout with every other field zero."""
 
@@ -208,7 +133,7 @@ class FinishInsn(_Insn):
     LAYOUT: ClassVar[str] = "gemm"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnknownInsn(_Insn):
     """Opcodes 5..7: routed to the compute module, which only honours the token flags."""
 
@@ -253,7 +178,7 @@ def encode_int(insn: Instruction, hw: "HwConfig") -> int:
         raise FieldOverflowError(f"{kind}.opcode", insn.opcode, 1)
     values = {"opcode": insn.opcode, **insn.field_values}
     if layout is None:  # unknown opcode: only opcode and dependence flags
-        layout = Layout("generic", tuple(pack_fields("generic", _DEP_FIELDS).fields))
+        layout = Layout("generic", tuple(pack_fields("generic", L.DEP_FIELDS).fields))
     word = 0
     for f in layout.fields:
         word |= _check(f, values.get(f.name, 0), kind) << f.lo
@@ -354,12 +279,14 @@ def _extract(words: np.ndarray, f: BitField) -> np.ndarray:
     return vals
 
 
-def decode_fields(data: bytes | np.ndarray, hw: "HwConfig") -> dict[str, dict[str, np.ndarray]]:
-    """Vectorised decode: for each layout, every field of every instruction as int64 arrays."""
+def decode_fields(data: bytes | np.ndarray, hw: "HwConfig",
+                  kinds: Sequence[str] = ("mem", "gemm", "alu")) -> dict[str, dict[str, np.ndarray]]:
+    """Vectorised decode: for each layout of ``kinds``, every field of every instruction as
+    int64 arrays."""
     words = _words(data)
     lay = layouts_for(hw)
     return {name: {f.name: _extract(words, f) for f in getattr(lay, name).fields}
-            for name in ("mem", "gemm", "alu")}
+            for name in kinds}
 
 
 def decode_program(data: bytes | np.ndarray, hw: "HwConfig") -> list[Instruction]:

@@ -7,6 +7,21 @@ s2g, g2c).  Each instruction is executed with vectorised numpy.  Where the HLS d
 TVM's C++ simulator disagree, fsim follows the HLS design (the PYNQ bitstream); the
 choices are listed in docs/fsim.md.  Unlike the hardware, fsim stops with a typed error on
 SRAM/DRAM out-of-range accesses, token deadlocks and a missing FINISH.
+
+Resource caps.  A 16-byte instruction can ask for 2^41 micro-op iterations, so what one
+instruction and one run may cost is capped, and checked before anything is allocated
+(ResourceLimitError naming the instruction and the field).  The caps sit far above the
+programs the compiler emits for every built-in workload suite (measured over all valid
+ResNet-18 configurations and samples of the other suites; the largest figures are in the
+comments below):
+
+* ``MAX_INSNS`` instructions per run;
+* ``max_insn_iterations`` micro-op iterations (``iter_out * iter_in * (uop_end -
+  uop_bgn)``) of one GEMM or ALU instruction: ``MAX_INSN_ITERATIONS``, or fewer when the
+  index plan and products of that many would exceed ``MAX_INSN_BYTES`` (216,480 on the
+  1x16 configurations);
+* ``MAX_RUN_WORK`` work units per run: GEMM/ALU micro-op iterations plus SRAM elements
+  moved by LOAD/STORE (plus, in tsim, the DMA rows it times one by one).
 """
 from __future__ import annotations
 
@@ -16,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import (DramRangeError, MissingFinishError, SramRangeError, TokenDeadlockError,
-                      UndefinedBehaviourError, UnfinishedWorkError)
+from ..errors import (DramRangeError, MissingFinishError, ResourceLimitError, SramRangeError,
+                      TokenDeadlockError, UndefinedBehaviourError, UnfinishedWorkError)
 from ..hardware import isa
 from ..hardware.config import HwConfig
 from ..hardware.disasm import format_insn
@@ -31,6 +46,17 @@ POP_QUEUE = {("load", "pop_next"): "g2l", ("compute", "pop_prev"): "l2g",
              ("compute", "pop_next"): "s2g", ("store", "pop_prev"): "g2s"}
 PUSH_QUEUE = {("load", "push_next"): "l2g", ("compute", "push_prev"): "g2l",
               ("compute", "push_next"): "g2s", ("store", "push_prev"): "s2g"}
+
+# Resource caps (module docstring).  Largest compiled programs measured: CAPS_TBD
+MAX_INSNS = 1 << 22
+MAX_INSN_ITERATIONS = 1 << 20
+MAX_INSN_BYTES = 1 << 28  # working memory of one GEMM/ALU instruction
+MAX_RUN_WORK = 1 << 27
+# Index plans cached at once (elements of their grids): beyond it the cache starts afresh,
+# which only costs time (a real program's plans stay far below it).
+MAX_PLAN_CACHE_ELEMS = 1 << 24
+DECODE_CHUNK = 1 << 16  # instructions turned into objects at a time
+CHUNK_WORK = 64         # work units of one ALU vector step (its numpy call overhead)
 
 
 @dataclass
@@ -74,6 +100,13 @@ class FunctionalSimulator:
         # Index plans of GEMM/ALU instructions, valid while the micro-op SRAM is unchanged
         # (the runtime re-issues identical GEMMs for every tile, so plans are reused a lot).
         self._plans: dict = {}
+        self._plan_elems = 0  # index elements held by _plans
+        # A GEMM iteration holds three int64 indices, its input and weight matrices (float32)
+        # and its products (float32 and int32) at once.
+        b, bi, bo = self.hw.batch, self.hw.block_in, self.hw.block_out
+        per_iteration = 3 * 8 + 4 * (b * bi + bo * bi) + 8 * b * bo
+        self.max_insn_iterations = min(MAX_INSN_ITERATIONS, MAX_INSN_BYTES // per_iteration)
+        self._work = 0        # work units of the current run (MAX_RUN_WORK)
 
     # ------------------------------------------------------------------ public API
     def reset_counters(self) -> None:
@@ -94,6 +127,9 @@ class FunctionalSimulator:
         them until FINISH.  Counters accumulate across runs (like the VTA profiler)."""
         if insn_count <= 0:
             raise MissingFinishError("empty instruction stream (insn_count must be > 0)")
+        if insn_count > MAX_INSNS:
+            raise ResourceLimitError("insn_count", insn_count, MAX_INSNS, "too many instructions for one run")
+        self._work = 0
         try:
             raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
         except DramRangeError as exc:
@@ -104,8 +140,7 @@ class FunctionalSimulator:
         """Vectorised decode: per instruction its module, the token queues it pops and
         pushes, and whether it only carries tokens (then no instruction object is built)."""
         self._raw = np.asarray(raw, dtype=np.uint8).reshape(-1, isa.INSN_BYTES)
-        cols = isa.decode_fields(raw, self.hw)
-        mem = cols["mem"]
+        mem = isa.decode_fields(raw, self.hw, ("mem",))["mem"]  # routing needs no other layout
         op, mt, xs = mem["opcode"], mem["memory_type"], mem["x_size"]
         route = np.where(op == Opcode.STORE, 2,
                          np.where((op == Opcode.LOAD) & ((mt == MemType.INP) | (mt == MemType.WGT)), 0, 1))
@@ -125,8 +160,10 @@ class FunctionalSimulator:
         need_give = [lookup[k] for k in key]
         rows = np.flatnonzero(~noop)
         objs: list = [None] * op.size
-        for r, insn in zip(rows.tolist(), isa.decode_program(self._raw[rows].ravel(), self.hw)):
-            objs[r] = insn
+        for lo in range(0, rows.size, DECODE_CHUNK):  # bounds the decoder's temporary columns
+            part = rows[lo:lo + DECODE_CHUNK]
+            for r, insn in zip(part.tolist(), isa.decode_program(self._raw[part].ravel(), self.hw)):
+                objs[r] = insn
         finish = (op == Opcode.FINISH).tolist()
         return objs, [MODULES[r] for r in route.tolist()], need_give, finish
 
@@ -229,6 +266,23 @@ class FunctionalSimulator:
             self._alu(idx, insn)
         # FINISH and unknown opcodes only carry tokens.
 
+    def _charge(self, idx: int, units: int) -> None:
+        """Count an instruction's work against the run's cap, before doing it."""
+        self._work += units
+        if self._work > MAX_RUN_WORK:
+            raise ResourceLimitError(
+                "run", self._work, MAX_RUN_WORK, "the run's work (micro-op iterations plus SRAM "
+                "elements moved) reached this instruction beyond the cap of one run", insn_index=idx)
+
+    def _remember(self, insn, plan, elems: int):
+        """Cache an index plan, starting the cache afresh when it would hold too much."""
+        if self._plan_elems + elems > MAX_PLAN_CACHE_ELEMS:
+            self._plans.clear()
+            self._plan_elems = 0
+        self._plans[insn] = plan
+        self._plan_elems += elems
+        return plan
+
     def _sram_check(self, idx: int, field: str, start: int, count: int, depth: int, buf: str) -> None:
         if start + count > depth:
             raise SramRangeError(
@@ -246,6 +300,7 @@ class FunctionalSimulator:
             self._sram_check(idx, "sram_base", insn.sram_base, total, hw.inp_buff_depth, "INP")
             if total == 0:
                 return
+            self._charge(idx, total)
             view = s.inp[insn.sram_base:insn.sram_base + total].reshape(rows, xw, hw.batch, hw.block_in)
             if total != xs * ys:
                 view[...] = 0
@@ -263,6 +318,7 @@ class FunctionalSimulator:
             self._sram_check(idx, "sram_base", insn.sram_base, total, hw.wgt_buff_depth, "WGT")
             if total == 0:
                 return
+            self._charge(idx, total)
             data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
                                   "LOAD WGT")
             s.wgt[insn.sram_base:insn.sram_base + total] = \
@@ -273,9 +329,11 @@ class FunctionalSimulator:
             self._sram_check(idx, "sram_base", insn.sram_base, xs, hw.uop_buff_depth, "UOP")
             if xs == 0:
                 return
+            self._charge(idx, xs)
             data = self.dram.view(insn.dram_base * 4, xs * 4, "LOAD UOP")
             s.uop[insn.sram_base:insn.sram_base + xs] = data.view("<u4")
             self._plans.clear()
+            self._plan_elems = 0
             c["uop_load_nbytes"] += xs * ys * 4
         elif mt == MemType.ACC:
             # HLS load_2d: ACC padding fields are ignored; the OUT shadow is not updated.
@@ -284,6 +342,7 @@ class FunctionalSimulator:
             self._sram_check(idx, "sram_base", insn.sram_base, total, hw.acc_buff_depth, "ACC")
             if total == 0:
                 return
+            self._charge(idx, total)
             data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
                                   "LOAD ACC")
             s.acc[insn.sram_base:insn.sram_base + total] = \
@@ -304,6 +363,7 @@ class FunctionalSimulator:
         self._sram_check(idx, "sram_base", insn.sram_base, total, hw.out_buff_depth, "OUT")
         if total == 0:
             return
+        self._charge(idx, total)
         e = hw.out_elem_bytes
         src = self.sram.out[insn.sram_base:insn.sram_base + total].view(np.uint8).reshape(ys, xs * e)
         pitch = insn.x_stride * e
@@ -325,8 +385,13 @@ class FunctionalSimulator:
         if end > hw.uop_buff_depth:
             raise SramRangeError(f"uop_end {end} exceeds the micro-op buffer depth {hw.uop_buff_depth}",
                                  insn_index=idx, field="uop_end")
-        words = self.sram.uop[bgn:end].astype(np.int64)
         io, ii = insn.iter_out, insn.iter_in
+        iterations = io * ii * (end - bgn)
+        if iterations > self.max_insn_iterations:  # before any grid exists
+            raise ResourceLimitError(
+                "iter_out*iter_in*(uop_end-uop_bgn)", iterations, self.max_insn_iterations,
+                f"{io} x {ii} x {end - bgn} micro-op iterations in one instruction", insn_index=idx)
+        words = self.sram.uop[bgn:end].astype(np.int64)
         o = np.arange(io, dtype=np.int64)[:, None, None]
         i = np.arange(ii, dtype=np.int64)[None, :, None]
         grids = []
@@ -407,8 +472,10 @@ class FunctionalSimulator:
             return
         plan = self._plans.get(insn)
         if plan is None:
-            plan = self._plans[insn] = self._gemm_plan(idx, insn)
+            plan = self._gemm_plan(idx, insn)
+            self._remember(insn, plan, 3 * plan[0].size)
         dst, src, wgt, reduce = plan
+        self._charge(idx, dst.size)
         p = self._dots(src, wgt, insn)
         if reduce is None:
             self._gemm_reset(dst.ravel(), p.reshape(-1, hw.batch, hw.block_out))
@@ -452,8 +519,10 @@ class FunctionalSimulator:
             dst, src = (g.ravel() for g in self._walk(
                 idx, insn, [(0, "dst", hw.acc_buff_depth, "ACC"), (1, "src", hw.acc_buff_depth, "ACC")]))
             chunks = self._hazard_free_chunks(dst, None if insn.use_imm else src)
-            plan = self._plans[insn] = (dst, src, chunks)
+            plan = self._remember(insn, (dst, src, chunks), 2 * dst.size)
         dst, src, chunks = plan
+        # a chunk is one numpy step: iterations that reuse an accumulator each take one
+        self._charge(idx, dst.size + CHUNK_WORK * len(chunks))
         for lo, hi in chunks:
             d = dst[lo:hi]
             a = s.acc[d]

@@ -17,7 +17,8 @@ requests:
 * the ARM host's work per call (launch, building instructions and micro-ops) is reported
   separately from accelerator cycles.
 
-Every parameter is in the hardware JSON's ``timing`` section (docs/tsim.md).  A token
+Every parameter is in the hardware JSON's ``timing`` section (docs/tsim.md), validated when
+the configuration is loaded; what they cost is ``vtatune.sim.timing.Timing``.  A token
 check with vector clocks flags data races: SRAM accesses of two modules that no chain of
 dependence tokens orders.
 """
@@ -33,6 +34,7 @@ from ..hardware.config import HwConfig
 from ..hardware.isa import AluInsn, GemmInsn, MemInsn, MemType, Opcode
 from .dram import Dram
 from .fsim import MODULES, FunctionalSimulator, RunResult
+from .timing import Timing
 
 MOD_INDEX = {m: i for i, m in enumerate(MODULES)}  # load 0, compute 1, store 2
 
@@ -69,7 +71,12 @@ class TimedResult(RunResult):
 class _RaceChecker:
     """Happens-before check of cross-module SRAM accesses with vector clocks carried by the
     dependence tokens.  Pairs checked: load writes / compute reads of INP and WGT, compute
-    writes / store reads of the OUT buffer."""
+    writes / store reads of the OUT buffer.  An access stays pending until the other module
+    is known to have seen it complete; a program without tokens would keep every access
+    pending and make each check scan them all, so at most ``MAX_PENDING`` are kept per kind
+    (the oldest are forgotten: a race with them can go unreported, none is invented)."""
+
+    MAX_PENDING = 1 << 12
 
     def __init__(self):
         self.vc = [[0, 0, 0] for _ in MODULES]  # vc[m][k]: instructions of k that m knows done
@@ -107,17 +114,23 @@ class _RaceChecker:
         if buf in ("inp", "wgt"):
             if kind == "w":      # load writes: earlier compute reads must be done (WAR)
                 self._check(idx, m, buf + "_r", C, lo, hi, "writes")
-                self.pending[buf].append((lo, hi, s, idx))
+                self._pend(buf, (lo, hi, s, idx))
             else:                # compute reads: earlier load writes must be done (RAW)
                 self._check(idx, m, buf, L, lo, hi, "reads")
-                self.pending[buf + "_r"].append((lo, hi, s, idx))
+                self._pend(buf + "_r", (lo, hi, s, idx))
         else:  # OUT buffer
             if kind == "w":
                 self._check(idx, m, "out_r", S, lo, hi, "writes")
-                self.pending["out_w"].append((lo, hi, s, idx))
+                self._pend("out_w", (lo, hi, s, idx))
             else:
                 self._check(idx, m, "out_w", C, lo, hi, "reads")
-                self.pending["out_r"].append((lo, hi, s, idx))
+                self._pend("out_r", (lo, hi, s, idx))
+
+    def _pend(self, key: str, entry: tuple) -> None:
+        waiting = self.pending[key]
+        waiting.append(entry)
+        if len(waiting) > self.MAX_PENDING:
+            del waiting[:len(waiting) - self.MAX_PENDING // 2]
 
     def done(self, m: int) -> None:
         self.seq[m] += 1
@@ -132,6 +145,7 @@ class TimingSimulator(FunctionalSimulator):
     def __init__(self, hw: HwConfig | None = None, dram: Dram | None = None, *,
                  functional: bool = True, trace: bool = False, check_races: bool = True):
         super().__init__(hw, dram)
+        self.timing = Timing.from_hw(self.hw)
         self.functional = functional
         self.want_trace = trace
         self.check_races = check_races
@@ -140,14 +154,13 @@ class TimingSimulator(FunctionalSimulator):
     def _bus(self, t: float, nbytes: int, write: bool = False) -> tuple[float, float]:
         """One memory request issued at ``t``: (completion time, cycles spent waiting for
         the bus)."""
-        tm = self.hw.timing
         start = max(t, self._bus_free)
-        end = start + (tm.mem_write_latency if write else tm.mem_latency) + nbytes / tm.bus_bytes_per_cycle
+        end = self.timing.request_end(start, nbytes, write)
         self._bus_free = end
         return end, start - t
 
     def _mem_time(self, insn: MemInsn, t: float) -> tuple[float, float]:
-        hw, tm = self.hw, self.hw.timing
+        hw, tm = self.hw, self.timing
         mt, xs, ys = insn.memory_type, insn.x_size, insn.y_size
         wait = 0.0
         if insn.opcode == Opcode.STORE:
@@ -171,18 +184,9 @@ class TimingSimulator(FunctionalSimulator):
         return t, wait
 
     def _duration(self, insn, t: float) -> tuple[float, float]:
-        tm = self.hw.timing
-        if insn is None:
-            return t + tm.nop_cycles, 0.0
         if isinstance(insn, MemInsn):
-            end, wait = self._mem_time(insn, t + tm.insn_overhead)
-            return end, wait
-        if isinstance(insn, (GemmInsn, AluInsn)):
-            n = max(0, insn.uop_end - insn.uop_bgn) * insn.iter_out * insn.iter_in
-            if isinstance(insn, GemmInsn):
-                return t + tm.insn_overhead + (tm.gemm_fill + n if n else 0), 0.0
-            return t + tm.insn_overhead + (tm.alu_fill + tm.alu_ii * n if n else 0), 0.0
-        return t + tm.nop_cycles, 0.0  # FINISH, unknown opcodes
+            return self._mem_time(insn, t + self.timing.insn_overhead)
+        return self.timing.insn_end(insn, t), 0.0  # GEMM, ALU, FINISH, unknown opcodes, NOPs
 
     # ------------------------------------------------------------------ race bookkeeping
     def _accesses(self, idx: int, insn, module: str):
@@ -219,7 +223,7 @@ class TimingSimulator(FunctionalSimulator):
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, insns: list, routes: list, need_give: list, finish: list) -> TimedResult:
-        hw, tm = self.hw, self.hw.timing
+        hw, tm = self.hw, self.timing
         n = len(insns)
         cap = hw.queues.insn_queue_depth + 1
         dep_cap = hw.queues.dep_queue_depth
@@ -288,6 +292,8 @@ class TimingSimulator(FunctionalSimulator):
                 _, clock = tokens[qn].popleft()
                 if self.check_races:
                     self._rc.merge(mi, clock)
+            if isinstance(insn, MemInsn):
+                self._charge(idx, insn.y_size)  # _mem_time times it row by row
             end, wait = self._duration(insn, start)
             if insn is not None and self.functional:
                 self._exec(idx, insn, m)
@@ -351,11 +357,13 @@ class TimingSimulator(FunctionalSimulator):
             return
         hw = self.hw
         if isinstance(insn, GemmInsn):
-            self._plans[insn] = self._gemm_plan(idx, insn)
+            plan = self._gemm_plan(idx, insn)
+            self._remember(insn, plan, 3 * plan[0].size)
         else:
             dst, src = (g.ravel() for g in self._walk(
                 idx, insn, [(0, "dst", hw.acc_buff_depth, "ACC"), (1, "src", hw.acc_buff_depth, "ACC")]))
-            self._plans[insn] = (dst, src, [(0, dst.size)])
+            plan = self._remember(insn, (dst, src, [(0, dst.size)]), 2 * dst.size)
+        self._charge(idx, plan[0].size)
 
     @staticmethod
     def _label(idx: int, insn) -> str:
@@ -363,11 +371,9 @@ class TimingSimulator(FunctionalSimulator):
         return f"{idx}: " + (format_insn(insn) if insn is not None else "NOP")
 
     def _result(self, n, executed, tokens, stats, end_time, trace) -> TimedResult:
-        hw, tm = self.hw, self.hw.timing
-        freq_khz = hw.platform.freq_mhz * 1000.0
-        accel_ms = end_time / freq_khz
-        n_uops = self.counters["uop_load_nbytes"] // 4
-        host_ms = (tm.host_launch_us / 1e3 + n * tm.host_per_insn_ns / 1e6 + n_uops * tm.host_per_uop_ns / 1e6)
+        hw, tm = self.hw, self.timing
+        accel_ms = tm.accel_ms(end_time)
+        host_ms = tm.host_ms(n, self.counters["uop_load_nbytes"] // 4)
         latency = accel_ms + host_ms
         ops = 2 * self.counters["gemm_counter"] * hw.batch * hw.block_in * hw.block_out
         res = TimedResult(counters=dict(self.counters), insn_count=n, executed=executed,
