@@ -532,3 +532,28 @@ def test_sqlite_url_of_a_device_or_directory_is_refused(tmp_path, readonly):
         with pytest.raises(StorageError, match="not a regular file"):
             open_db(f"sqlite:///{target}", readonly=readonly)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_record_damaged_outside_vtatune_is_a_storage_error(db_url):
+    """A row edited by hand (config not JSON, a negative attempt) used to raise a bare
+    JSONDecodeError / ConfigurationError from deep inside a query."""
+    import sqlalchemy as sa
+
+    from vtatune.db import open_db
+
+    with open_db(db_url) as db:
+        db.add([make_record(1), make_record(2)])
+    engine = sa.create_engine(db_url)
+    for column, value in (("config", "{not json"), ("attempt", -4)):
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE records SET {column} = :v WHERE config_index = 2"),
+                         {"v": value})
+        with open_db(db_url, readonly=True) as db:
+            with pytest.raises(StorageError, match=r"record \d+ is damaged"):
+                db.records()
+            assert [r.config_index for r in db.best(KEY, HW)] == [1]  # other rows still read
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE records SET config = :c, attempt = 0 "
+                                 "WHERE config_index = 2"),
+                         {"c": '{"index":2}'})
+    engine.dispose()

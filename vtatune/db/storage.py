@@ -566,16 +566,19 @@ class Database:
             q = q.where(r.c.source.in_(sources))
         return q
 
-    @staticmethod
-    def _record(row: Any) -> TuningRecord:
-        return TuningRecord(
-            backend=row.w_backend, workload_key=row.w_key, workload_name=row.w_name,
-            target=row.t_target, hw=row.t_hw, config=json.loads(row.config),
-            config_index=row.config_index, costs=json.loads(row.costs), error_no=row.error_no,
-            all_cost=row.all_cost, timestamp=row.timestamp, reason=row.reason,
-            message=row.message, source=row.source, runner=row.runner,
-            tool_version=row.tool_version, raw=row.raw, session=row.session,
-            attempt=row.attempt)
+    def _record(self, row: Any) -> TuningRecord:
+        try:
+            return TuningRecord(
+                backend=row.w_backend, workload_key=row.w_key, workload_name=row.w_name,
+                target=row.t_target, hw=row.t_hw, config=json.loads(row.config),
+                config_index=row.config_index, costs=json.loads(row.costs),
+                error_no=row.error_no, all_cost=row.all_cost, timestamp=row.timestamp,
+                reason=row.reason, message=row.message, source=row.source, runner=row.runner,
+                tool_version=row.tool_version, raw=row.raw, session=row.session,
+                attempt=row.attempt)
+        except (ValueError, TypeError, RecursionError) as exc:  # JSON, ConfigurationError
+            raise StorageError(f"{self.url}: record {row.id} is damaged (edited outside "
+                               f"vtatune?): {type(exc).__name__}: {exc}") from None
 
     def records(self, workload_key: str | None = None, hw: str | None = None,
                 source: str | Sequence[str] | None = None) -> list[TuningRecord]:
