@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import ConfigurationError
 from ..hardware.config import HwConfig
 from ..measure.measure import MeasureInput, MeasureResult
@@ -22,6 +24,7 @@ from ..measure.runners import Runner, runner_for
 from ..task import DEFAULT_SYNC, VtaTask
 from ..tuning import MeasureOutcome, create_tuner
 from .features import vta_feature_fn
+from .search import InitStrategy, Screen, search
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class TuneSummary:
     valid: int = 0
     invalid: int = 0
     crashed: int = 0           # of this run's measurements: the measurement broke
+    screened: int = 0          # proposed but not measured (predicted invalid)
     best_index: int | None = None
     best_cost: float = math.inf
     best_gops: float = 0.0
@@ -70,15 +74,19 @@ ProgressFn = Callable[[TuneSummary, int], None]
 def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str = "xgb",
          n_trial: int = 200, seed: int = 0, workers: int = 2,
          early_stopping: int | None = None, check: bool = False, number: int = 1,
-         chunk: int | None = None, init: Callable | None = None, pool=None,
-         feature: str = "itervar", tuner_options: dict | None = None,
-         on_progress: ProgressFn | None = None, hw: HwConfig | str | None = None,
-         sync: str | None = None) -> TuneSummary:
+         chunk: int | None = None, init: InitStrategy | None = None,
+         screen: Screen | None = None, pool=None, feature: str = "itervar",
+         tuner_options: dict | None = None, on_progress: ProgressFn | None = None,
+         hw: HwConfig | str | None = None, sync: str | None = None) -> TuneSummary:
     """Tune one task until ``n_trial`` configurations of it are recorded for this runner
     (records already in ``db`` count), the space is exhausted, or ``early_stopping`` trials
     pass without improvement.  ``task`` may also be a workload reference (suite name, spec,
     AutoTVM input), bound to ``hw`` with token scheme ``sync``.  The runner and the token
-    scheme are checked before anything is recorded."""
+    scheme are checked before anything is recorded.
+
+    ``init`` (a validity-driven first plan) and ``screen`` (which proposals are measured) are
+    ``autotune.search`` strategies; screened configurations are stored as ``predicted``
+    records with reason ``screened`` — never exported, never labels, never counted."""
     runner = runner_for(runner)
     if isinstance(task, VtaTask):
         if hw is not None or sync is not None:
@@ -95,12 +103,12 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
     options = dict(tuner_options or {})
     if tuner == "xgb" and "feature_fn" not in options:
         options["feature_fn"] = vta_feature_fn(feature, space, task.workload, task.hw)
-    tun = create_tuner(tuner, space, seed=seed, init=init, **options)
+
+    def make_tuner(init_hook):
+        return create_tuner(tuner, space, seed=seed, init=init_hook, **options)
 
     def outcome(index: int, costs, error_no: int) -> MeasureOutcome:
         return MeasureOutcome(index=index, costs=tuple(costs), error_no=error_no, flops=flops)
-
-    last_improvement = [0]
 
     def account(index: int, costs, error_no: int) -> None:
         summary.measured += 1
@@ -110,7 +118,6 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
             if cost < summary.best_cost:
                 summary.best_cost, summary.best_index = cost, index
                 summary.best_gops = flops / cost / 1e9
-                last_improvement[0] = summary.measured
         else:
             summary.invalid += 1
         summary.history.append((summary.measured, summary.best_cost))
@@ -132,53 +139,49 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
         account(r.config_index, r.costs, r.error_no)
     summary.resumed = len(resumed)
     if resumed:
-        tun.update(resumed)
         log.info("%s: resumed %d measured configurations from the database", task.name,
                  len(resumed))
 
-    budget = min(n_trial, space.size)
     own_pool = pool is None
     if own_pool:
         from ..measure.pool import MeasurePool
         pool = MeasurePool(workers)
-    chunk = chunk or max(2 * pool.n, 4)
+
+    def measure(indices: list[int]) -> list[MeasureOutcome]:
+        inputs = [MeasureInput(task, space.get(i), runner, number, check) for i in indices]
+        results: list[MeasureResult] = pool.measure(inputs)
+        records = [task.record(inp.config, costs=r.costs, error_no=r.error_no,
+                               all_cost=r.all_cost, timestamp=r.timestamp, reason=r.reason,
+                               message=r.message, source="measured", runner=label,
+                               session=session)
+                   for inp, r in zip(inputs, results)]
+        stored = db.add(records)  # committed before anything else happens
+        if stored != len(records):  # another process measured them meanwhile
+            log.warning("%s: %d of %d records were already in the database", task.name,
+                        len(records) - stored, len(records))
+        summary.new += stored
+        summary.attempted += len(indices)
+        summary.crashed += sum(r.reason in CRASH_REASONS for r in results)
+        for i, r in zip(indices, results):
+            account(i, r.costs, r.error_no)
+        progress(len(indices))
+        return [outcome(i, r.costs, r.error_no) for i, r in zip(indices, results)]
+
+    def screened(indices: list[int]) -> None:
+        summary.screened += len(indices)
+        db.add([task.record(space.get(i), source="predicted", reason="screened",
+                            message="not measured: screened out as predicted invalid",
+                            runner=label, session=session) for i in indices])
+
     progress(0)
-
-    def stop_early() -> bool:
-        return bool(early_stopping) and summary.measured - last_improvement[0] >= early_stopping
-
     try:
-        while summary.measured < budget and tun.has_next():
-            batch = [i for i in tun.next_batch(min(budget - summary.measured, 64)) if i not in seen]
-            if not batch:
-                continue
-            for lo in range(0, len(batch), chunk):
-                part = batch[lo:lo + chunk]
-                inputs = [MeasureInput(task, space.get(i), runner, number, check) for i in part]
-                results: list[MeasureResult] = pool.measure(inputs)
-                records = [task.record(inp.config, costs=r.costs, error_no=r.error_no,
-                                       all_cost=r.all_cost, timestamp=r.timestamp,
-                                       reason=r.reason, message=r.message, source="measured",
-                                       runner=label, session=session)
-                           for inp, r in zip(inputs, results)]
-                stored = db.add(records)  # committed before anything else happens
-                if stored != len(records):  # another process measured them meanwhile
-                    log.warning("%s: %d of %d records were already in the database", task.name,
-                                len(records) - stored, len(records))
-                summary.new += stored
-                summary.attempted += len(part)
-                summary.crashed += sum(r.reason in CRASH_REASONS for r in results)
-                for i, r in zip(part, results):
-                    seen.add(i)
-                    account(i, r.costs, r.error_no)
-                tun.update([outcome(i, r.costs, r.error_no) for i, r in zip(part, results)])
-                progress(len(part))
-                if stop_early():
-                    break
-            if stop_early():
-                log.info("%s: no improvement in %d trials, stopping early", task.name,
-                         summary.measured - last_improvement[0])
-                break
+        result = search(make_tuner, measure, min(n_trial, space.size),
+                        early_stopping=early_stopping, screen=screen, init=init, space=space,
+                        rng=np.random.default_rng(seed), resumed=resumed,
+                        on_screened=screened, chunk=chunk or max(2 * pool.n, 4))
+        if result.stopped_early:
+            log.info("%s: no improvement in %d trials, stopping early", task.name,
+                     early_stopping)
     except KeyboardInterrupt:
         summary.interrupted = True
         log.warning("%s: interrupted after %d new measurements; rerun the same command to "

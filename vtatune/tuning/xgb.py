@@ -225,6 +225,12 @@ class XGBTuner(Tuner):
         XGBoost threads (default 1; ``None``: XGBoost's default, all cores — AutoTVM's).
     max_rounds, early_stopping_rounds, xgb_params
         Boosting rounds (8000), early stop (20), parameter overrides.
+    acquisition_weight
+        Optional weight in [0, 1] of each configuration (a callable digit matrix -> weights,
+        e.g. a validity classifier's P(valid)) folded into the score the simulated annealing
+        maximises: ``w * score`` for ``"reg"`` (a throughput estimate, >= 0) and
+        ``score + log(w)`` for ``"rank"`` (scores on an arbitrary log-like scale, where a
+        product would reward negative scores for low weights).  Not AutoTVM's.
     """
 
     name = "xgb"
@@ -237,7 +243,8 @@ class XGBTuner(Tuner):
                  persistent: bool = True, min_score: float | None = 0.0,
                  num_threads: int | None = 1,
                  max_rounds: int = 8000, early_stopping_rounds: int = 20,
-                 xgb_params: dict[str, Any] | None = None):
+                 xgb_params: dict[str, Any] | None = None,
+                 acquisition_weight: FeatureFn | None = None):
         super().__init__(space, seed=seed, init=init)
         check_vectorisable(space, "the xgb tuner")
         if not isinstance(plan_size, int) or plan_size < 1:
@@ -258,6 +265,7 @@ class XGBTuner(Tuner):
         self.optimizer = SimulatedAnnealingOptimizer(
             space.dims, sa_rng, n_iter=n_iter, temp=temp, persistent=persistent,
             parallel_size=parallel_size, early_stop=early_stop)
+        self.acquisition_weight = acquisition_weight
         self.trials: list[int] = []      # the current plan
         self.trial_pt = 0
         self.xs: list[int] = []
@@ -275,6 +283,14 @@ class XGBTuner(Tuner):
     @property
     def init_size(self) -> int:
         return self.plan_size
+
+    def _acquisition(self):
+        score, weight = self.cost_model.predict_digits, self.acquisition_weight
+        if weight is None:
+            return score
+        if self.cost_model.loss_type == "reg":
+            return lambda d: score(d) * np.clip(weight(d), 0.0, 1.0)
+        return lambda d: score(d) + np.log(np.clip(weight(d), 1e-9, 1.0))
 
     # ------------------------------------------------------------------ protocol
     def _propose(self, n: int) -> None:
@@ -302,8 +318,7 @@ class XGBTuner(Tuner):
             exclude = np.fromiter(self.visited, dtype=np.int64, count=len(self.visited))
             exclude.sort()
             self.trials = self.optimizer.find_maximums(
-                self.cost_model.predict_digits, self.plan_size, exclude,
-                min_score=self.min_score)
+                self._acquisition(), self.plan_size, exclude, min_score=self.min_score)
             self.trial_pt = 0
             self.train_ct += 1
             self.plan_seconds = time.perf_counter() - tic
