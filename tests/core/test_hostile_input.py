@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from vtatune.cli.main import main as cli
-from vtatune.errors import (BundleFormatError, ConfigurationError, ResourceLimitError,
-                            SramRangeError)
+from vtatune.errors import (BundleFormatError, ConfigurationError, DramRangeError,
+                            ResourceLimitError, SramRangeError)
 from vtatune.hardware import isa
 from vtatune.hardware.config import HwConfig
 from vtatune.hardware.isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemType, Opcode
@@ -315,6 +315,26 @@ def test_zip_directory_cap(tmp_path):
     with pytest.raises(ResourceLimitError) as err:
         load_bundle(_zip(tmp_path / "b.npz", members))
     assert err.value.field == "<file>"
+
+
+def test_bundle_just_under_the_cap_runs_within_the_memory_bound(tmp_path):
+    # the caps and the 1 GiB bound agree: the largest bundle loads and runs on fsim
+    path = tmp_path / "max.npz"
+    fin = np.frombuffer(isa.encode(FinishInsn(), HwConfig.load(HW)), np.uint8).copy()
+    big = np.zeros(MAX_BUNDLE_BYTES - (1 << 16), np.uint8)
+    save_bundle(path, Bundle(HW, 4096, 1, [(4096, fin), (1 << 20, big)]), compressed=True)
+    del big
+    got = run_capped(f"""
+        from vtatune.sim.bundle import load_bundle, run_bundle
+        final, res = run_bundle(load_bundle({str(path)!r}))
+        assert final.region_at(1 << 20).size == {MAX_BUNDLE_BYTES - (1 << 16)}
+    """)
+    assert got["error"] is None, got
+
+
+def test_dram_placement_is_checked_before_allocating():
+    with pytest.raises(DramRangeError):
+        Dram().map(1 << 31, 1 << 40)  # used to allocate a terabyte of zeros first
 
 
 def test_dev_zero_as_a_bundle():

@@ -42,22 +42,34 @@ class Dram:
         return list(self._regions)
 
     def map(self, base: int, data: np.ndarray | bytes | int) -> Region:
-        """Place a region at a fixed physical address; ``data`` is its contents or a size."""
-        arr = (np.zeros(int(data), dtype=np.uint8) if isinstance(data, (int, np.integer))
-               else np.array(np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray))
-                             else np.asarray(data, dtype=np.uint8).ravel(), dtype=np.uint8))
-        if base <= 0 or base + arr.size > ADDR_LIMIT:
-            raise DramRangeError(f"region [{base:#x}, {base + arr.size:#x}) is outside the 32-bit "
-                                 "physical address space (address 0 is never valid)")
-        i = bisect.bisect_right(self._bases, base)
-        prev = self._regions[i - 1] if i > 0 else None
-        nxt = self._regions[i] if i < len(self._regions) else None
-        if (prev and prev.end > base) or (nxt and base + arr.size > nxt.base):
-            raise DramRangeError(f"region at {base:#x} of {arr.size} bytes overlaps another region")
+        """Place a region at a fixed physical address; ``data`` is its contents (copied) or a
+        size (zero-filled).  The placement is checked before anything is allocated."""
+        if isinstance(data, (int, np.integer)):
+            src, size = None, int(data)
+        else:
+            src = (np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray))
+                   else np.asarray(data, dtype=np.uint8).ravel())
+            size = src.size
+        i = self._slot(base, size, self._bases, self._regions)
+        arr = np.zeros(size, dtype=np.uint8) if src is None else np.array(src, dtype=np.uint8)
         region = Region(base, arr)
         self._bases.insert(i, base)
         self._regions.insert(i, region)
         return region
+
+    @staticmethod
+    def _slot(base: int, size: int, bases: list[int], regions: list) -> int:
+        """Where a region [base, base + size) goes among ``regions`` (sorted by base, each with
+        ``base`` and ``end``); DramRangeError if it is outside the address space or overlaps."""
+        if base <= 0 or base + size > ADDR_LIMIT:
+            raise DramRangeError(f"region [{base:#x}, {base + size:#x}) is outside the 32-bit "
+                                 "physical address space (address 0 is never valid)")
+        i = bisect.bisect_right(bases, base)
+        prev = regions[i - 1] if i > 0 else None
+        nxt = regions[i] if i < len(regions) else None
+        if (prev and prev.end > base) or (nxt and base + size > nxt.base):
+            raise DramRangeError(f"region at {base:#x} of {size} bytes overlaps another region")
+        return i
 
     def alloc(self, nbytes: int) -> int:
         """Allocate ``nbytes`` (zeroed) and return its physical byte address."""
@@ -123,3 +135,20 @@ class Dram:
         region, off = self._find(addr, span, what)
         base = region.data[off:off + span]
         return as_strided(base, shape=(rows, row_bytes), strides=(pitch, 1), writeable=True)
+
+
+def check_regions(spans) -> None:
+    """Raise the DramRangeError ``Dram.map`` would for regions of these (base, size), in
+    order, without allocating them."""
+    bases: list[int] = []
+    placed: list[_Span] = []
+    for base, size in spans:
+        i = Dram._slot(base, size, bases, placed)
+        bases.insert(i, base)
+        placed.insert(i, _Span(base, base + size))
+
+
+@dataclass
+class _Span:
+    base: int
+    end: int
