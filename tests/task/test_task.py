@@ -99,11 +99,31 @@ def test_cli_import_rejects_lines_outside_the_space_and_best_never_shows_them(tm
     log.write_text("\n".join([line(good), line({**good, "index": -1}),
                               line({**good, "index": 10 ** 12}), line(bad_tile)]) + "\n")
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    assert main(["db", "import", str(log), "--db", url, "--json"]) == 0
+    assert main(["db", "import", str(log), "--db", url, "--json"]) == 1   # lines rejected
     out = json.loads(capsys.readouterr().out)
     # index -1 and a tile of 999 are refused; index 10**12 with a valid entity is kept as
     # the entity's point (ApplyHistoryBest applies the entity), its index corrected
     assert out["inserted"] == 2 and [r["line"] for r in out["rejected"]] == [2, 4]
+    assert out["n_rejected"] == 2 and out["rejected"][0]["field"] == "config.index"
     assert main(["best", "resnet18.C10", "--db", url, "--runner", "any", "--top", "5",
                  "--json"]) == 0
     assert [r["index"] for r in json.loads(capsys.readouterr().out)["best"]] == [203, 203]
+
+
+def test_a_record_with_an_out_of_range_number_is_a_typed_error():
+    task = VtaTask.create("resnet18.C10", HW)
+    with pytest.raises(ConfigurationError) as e:
+        task.record(task.config(1), all_cost=10 ** 400)
+    assert e.value.field == "all_cost"
+    with pytest.raises(ConfigurationError) as e:
+        task.record(task.config(1), costs=[10 ** 400])
+    assert e.value.field == "costs"
+
+
+def test_an_entity_knob_that_is_not_a_name_is_refused():
+    task = VtaTask.create("resnet18.C10", HW)
+    config = task.config(203).to_json_dict()
+    config["entity"][0][0] = {"tile_b": 1}
+    with pytest.raises(SpaceError) as e:
+        vta_record_validator()(_imported(task, config))
+    assert e.value.field == "entity"

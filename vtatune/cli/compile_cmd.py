@@ -210,8 +210,6 @@ def cmd_replay(args) -> int:
 
 def _replay_line(row: dict) -> str:
     lineno = row["line"]
-    if "skipped" in row:
-        return f"line {lineno}: skipped: {row['skipped']}"
     if "error" in row and "workload" not in row:
         return f"line {lineno}: {row['error']}"
     if "entity_error" in row:

@@ -44,6 +44,8 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="db_cmd", required=True, metavar="{import,export,stats}")
     pi = s.add_parser("import", help="import an AutoTVM v0.2 JSON-lines log")
     pi.add_argument("log")
+    pi.add_argument("--strict", action="store_true",
+                    help="refuse the whole file at its first bad line (default: import the rest)")
     add_db(pi)
     add_hw(pi)
     add_json(pi)
@@ -158,16 +160,18 @@ def cmd_db_import(args) -> int:
     from ..task import vta_record_validator
     hw = load_hw(args) if args.hw else None
     with opened_db(args) as db:
-        report = import_log(db, args.log, validate=vta_record_validator(hw))
-    read, inserted, rejected = report.read, report.inserted, report.rejected
+        report = import_log(db, args.log, validate=vta_record_validator(hw), strict=args.strict)
     if args.json:
-        emit_json({"log": args.log, "read": read, "inserted": inserted,
-                   "rejected": [{"line": r.lineno, "reason": r.reason} for r in rejected]})
+        emit_json({"log": args.log, "read": report.read, "inserted": report.inserted,
+                   "n_rejected": report.n_rejected,
+                   "rejected": [r.as_dict() for r in report.rejected]})
     else:
-        for r in rejected:
-            print(f"{args.log}:{r.lineno}: rejected: {r.reason}", file=sys.stderr)
-        print(f"{args.log}: {read} records read, {inserted} new, {len(rejected)} rejected")
-    return 0
+        for r in report.rejected:
+            print(f"rejected ({r.reason}): {r}", file=sys.stderr)
+        print(f"{args.log}: {report.read} records read, {report.inserted} new, "
+              f"{report.n_rejected} rejected")
+    # as replay does: a file with lines that could not be taken is not a clean success
+    return 1 if report.n_rejected else 0
 
 
 def cmd_db_export(args) -> int:

@@ -68,6 +68,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _as_float(v: Any, field: str) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond the float range
+        raise ConfigurationError(field, f"{str(v)[:20]}... is out of range") from None
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -124,12 +131,12 @@ class TuningRecord:
         # successful costs are numbers (seconds); a failed record's costs are kept as given
         if self.error_no == 0 and not all(_is_number(c) for c in self.costs):
             raise ConfigurationError("costs", f"expected numbers, got {self.costs!r}")
-        self.costs = [float(c) if _is_number(c) else c for c in self.costs]
+        self.costs = [_as_float(c, "costs") if _is_number(c) else c for c in self.costs]
         for name in ("all_cost", "timestamp"):
             v = getattr(self, name)
             if not _is_number(v):
                 raise ConfigurationError(name, f"expected a number, got {v!r}")
-            setattr(self, name, float(v))
+            setattr(self, name, _as_float(v, name))
         if self.config_index is not None and (isinstance(self.config_index, bool)
                                               or not isinstance(self.config_index, int)):
             raise ConfigurationError("config_index", f"expected an int or None, "

@@ -250,6 +250,8 @@ class ConfigSpace:
             if not isinstance(item, (list, tuple)) or len(item) != 3:
                 raise SpaceError("entity", f"expected [name, kind, value], got {item!r}")
             name, kind, value = item
+            if not isinstance(name, str):
+                raise SpaceError("entity", f"a knob name is a string, got {name!r}")
             if name not in self._knobs:
                 raise SpaceError(str(name), f"knob not in this space ({', '.join(self._knobs)})")
             if name in positions:
