@@ -97,6 +97,10 @@ def test_metrics_by_hand():
     assert m["brier"] == pytest.approx(brier)
     # AUC: of the 15 (valid, invalid) pairs, 0.2 loses to 0.7, 0.3 and 0.4; 0.6 loses to 0.7
     assert m["auc"] == pytest.approx(11 / 15)
+    assert metrics(y, p, threshold=0.65)["precision"] == pytest.approx(1 / 2)  # 0.9, 0.7
+    with pytest.raises(ValidityModelError) as e:
+        metrics(y, p, threshold=1.5)
+    assert e.value.field == "threshold"
     none = metrics(np.array([0, 0]), np.array([0.1, 0.2]))
     assert math.isnan(none["precision"]) and math.isnan(none["recall"]) and none["f1"] == 0.0
 

@@ -36,6 +36,8 @@ def register(sub) -> None:
                    help="probability calibration (default auto: isotonic with >= 1000 points "
                         "per calibration fold, else sigmoid)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="threads/processes for fitting (default 1)")
     t.add_argument("--cache", metavar="DIR", default=None,
                    help="directory caching the compile-only verdicts per workload")
     t.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
@@ -97,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(templates) > 1:
         raise CLIUsageError(f"workloads: one model per template; got {', '.join(templates)}")
     sets = [sweep_set(w, hw, cache_dir=args.cache) for w in wls]
-    m = ValidityModel(args.model, args.features, args.calibration, args.seed).fit(sets)
+    m = ValidityModel(args.model, args.features, args.calibration, args.seed,
+                      n_jobs=args.jobs).fit(sets)
     m.save(args.output)
     info = {"model": args.output, **m.describe()}
     if args.json:

@@ -92,6 +92,8 @@ def record_set(wl: Workload, hw: HwConfig, records: Iterable[Any],
 def metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     """Precision, recall, F1 (class 'valid', predicted valid = p >= threshold), Brier
     score, ROC AUC, the base rate (share valid) and the predicted-valid rate."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValidityModelError("threshold", f"must be in [0, 1], got {threshold}")
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=np.float64)
     pred = p >= threshold
