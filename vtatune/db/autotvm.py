@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import (ConfigurationError, ErrorCategory, LogFileError, RecordDecodeError,
                       VtatuneError)
-from .records import TuningRecord, config_hash, split_workload_key, workload_key
+from .records import FAILED_COST, TuningRecord, config_hash, split_workload_key, workload_key
 
 if TYPE_CHECKING:
     from .storage import Database
@@ -53,7 +53,7 @@ LOG_VERSION = 0.2
 #: ``tvm_version`` written in new lines: the AutoTVM release whose format we follow.
 TVM_VERSION = "0.14.0"
 #: Costs AutoTVM writes for a failed measurement.
-ERROR_COSTS = [1e9]
+ERROR_COSTS = [FAILED_COST]
 
 #: Longest log line read (bytes, without its newline); a longer one is a file-level error.
 MAX_LINE_BYTES = 1 << 20

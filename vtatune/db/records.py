@@ -22,6 +22,9 @@ from ..errors import ConfigurationError, ErrorCategory
 SOURCES = ("measured", "imported", "predicted")
 #: Sources that are real measurements (used for best-config lookup and resuming).
 MEASUREMENT_SOURCES = ("measured", "imported")
+#: AutoTVM's stand-in cost of a failed measurement (its ``MeasureResult.costs`` and the
+#: ``[1e9]`` its ``encode`` writes for a failure).
+FAILED_COST = 1e9
 #: ``tool_version`` of records produced by this vtatune.
 TOOL_VERSION = f"vtatune {__version__}"
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from ..db.records import FAILED_COST
 from ..errors import ErrorCategory, MeasureError, UnsupportedError, VtatuneError
 from ..space import ConfigEntity
 from ..task import VtaTask
 from .runners import Runner, compile_config, evaluate
 
-FAILED_COST = 1e9  # AutoTVM's stand-in cost of a failed measurement
 
 
 @dataclass(frozen=True)
