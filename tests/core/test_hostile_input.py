@@ -26,7 +26,7 @@ from vtatune.hardware import isa
 from vtatune.hardware.config import HwConfig
 from vtatune.hardware.isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemType, Opcode
 from vtatune.sim import fsim as fsim_module
-from vtatune.sim.bundle import MAX_BUNDLE_BYTES, Bundle, load_bundle, run_bundle, save_bundle
+from vtatune.sim.bundle import MAX_BUNDLE_BYTES, Bundle, load_bundle, save_bundle
 from vtatune.sim.dram import Dram
 from vtatune.sim.fsim import MAX_INSNS, FunctionalSimulator
 from vtatune.sim.tsim import TimingSimulator
