@@ -10,7 +10,8 @@ PKG = ROOT / "vtatune"
 
 #: bottom to top; a package may import only those before it (and itself)
 LAYERS = ["errors", "_version", "_hw", "hardware", "sim", "workloads", "space", "compiler", "db",
-          "task", "measure", "tuning", "validity", "autotune", "backends", "cli", "__main__"]
+          "task", "measure", "tuning", "validity", "autotune", "study", "backends", "cli",
+          "__main__"]
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -70,6 +71,10 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def test_every_package_has_a_layer():
+    assert {_layer(m) for m in _graph()} - {""} <= set(LAYERS)
+
+
 def test_packages_import_only_packages_below_them():
     bad = []
     for mod, targets in _graph().items():
@@ -77,7 +82,7 @@ def test_packages_import_only_packages_below_them():
             continue
         here = LAYERS.index(_layer(mod))
         for t in targets:
-            if _layer(t) and LAYERS.index(_layer(t)) > here:
+            if _layer(t) in LAYERS and LAYERS.index(_layer(t)) > here:
                 bad.append(f"{mod} -> {t}")
     assert bad == []
 
