@@ -146,6 +146,16 @@ class ValidityModelError(ConfigurationError):
     (``template``, ``hw``, ``format`` ...)."""
 
 
+class IncompleteStudyError(VtatuneError):
+    """A study analysed before every configuration of its space was measured (an
+    interrupted exploration): ``workload`` names it, ``missing`` of ``size`` lack a record."""
+
+    def __init__(self, workload: str, missing: int, size: int):
+        self.workload, self.missing, self.size = workload, missing, size
+        super().__init__(f"{workload}: {missing} of {size} configurations are not measured "
+                         "yet; rerun the study to measure them")
+
+
 class RecordDecodeError(VtatuneError, ValueError):
     """A tuning-log record that does not have the AutoTVM v0.2 structure."""
 
