@@ -24,7 +24,26 @@ def register(sub) -> None:
     add_sync(p)
     p.add_argument("--feature", default="itervar", choices=["itervar", "knob"],
                    help="xgb: features of the loop nest (default) or the knob values")
+    p.add_argument("--loss", default="rank", choices=["rank", "reg"],
+                   help="xgb: cost-model loss (rank: the earlier AutoTVM's default; reg: "
+                        "TVM v0.14's)")
     p.add_argument("--number", type=int, default=1, help="AutoTVM's number: cost repetitions per record")
+    v = p.add_argument_group("validity (docs/validity.md)")
+    v.add_argument("--screen", default="none", choices=["none", "learned", "exact"],
+                   help="skip proposals predicted invalid: by a classifier (learned, needs "
+                        "--validity-model) or by the compile-only check (exact); skipped ones "
+                        "are stored as predicted records, never counted as measurements")
+    v.add_argument("--init", default="random", choices=["random", "validity", "probe"],
+                   help="first plan: random (AutoTVM), among predicted-valid configurations "
+                        "spread over the valid clusters (validity), or a small random probe, "
+                        "a classifier fitted on it, then the seeded plan (probe)")
+    v.add_argument("--validity-model", metavar="MODEL", default=None,
+                   help="a model of `vtatune validity train` (P(valid) for --screen learned "
+                        "and --init validity; without it --init validity uses the exact check)")
+    v.add_argument("--threshold", type=float, default=0.5, help="P(valid) below which a "
+                   "configuration counts as predicted invalid (default 0.5)")
+    v.add_argument("--weight-acquisition", action="store_true",
+                   help="xgb: weight the model's acquisition score by P(valid)")
     add_db(p)
     add_hw(p)
     add_json(p)
@@ -101,6 +120,7 @@ def cmd_tune(args) -> int:
     positive(args.seed, "--seed", minimum=0)
     runner = runner_for(args.target)  # refused before anything is recorded
     tasks = _tasks(args.workload, args)
+    model = _validity_model(args)
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     out = []
     with opened_db(args) as db:
@@ -109,10 +129,12 @@ def cmd_tune(args) -> int:
 
             def on_progress(s, n, bar=bar):
                 bar.update(n, best_gops=f"{s.best_gops:.2f}", valid=s.valid, invalid=s.invalid)
+            screen, init, options = _validity_strategies(args, task, model)
             try:
                 s = tune(task, runner, db=db, tuner=args.tuner, n_trial=args.trials,
                          seed=args.seed, workers=args.workers, early_stopping=args.early_stopping,
                          check=args.check, number=args.number, feature=args.feature,
+                         screen=screen, init=init, tuner_options=options,
                          on_progress=on_progress)
             finally:
                 bar.close()
@@ -120,8 +142,10 @@ def cmd_tune(args) -> int:
             if not args.json:
                 best = "none valid" if s.best_index is None else \
                     f"best index {s.best_index}: {s.best_cost * 1e3:.3f} ms, {s.best_gops:.2f} GOPS"
+                skipped = f", {s.screened} screened out" if s.screened else ""
                 print(f"{s.workload}: {s.measured} measured ({s.resumed} resumed, {s.new} new; "
-                      f"{s.valid} valid, {s.invalid} invalid) in {s.seconds:.1f} s; {best}")
+                      f"{s.valid} valid, {s.invalid} invalid{skipped}) in {s.seconds:.1f} s; "
+                      f"{best}")
             if s.all_crashed:
                 print(f"vtatune: error: every measurement of {s.workload} crashed "
                       f"({s.crashed}); see the records' messages (vtatune -v)", file=sys.stderr)
@@ -133,6 +157,44 @@ def cmd_tune(args) -> int:
     if out and out[-1].interrupted:
         return 130
     return 1 if any(s.all_crashed for s in out) else 0
+
+
+def _validity_model(args):
+    """The ``--validity-model`` (checked against nothing yet: each task checks its template
+    and hardware), or None; refused when a learned screen needs one and none is given."""
+    if args.screen == "learned" and not args.validity_model:
+        raise CLIUsageError("--screen learned needs --validity-model MODEL "
+                            "(train one with `vtatune validity train`)")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise CLIUsageError(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.weight_acquisition and args.tuner != "xgb":
+        raise CLIUsageError("--weight-acquisition applies to the xgb tuner")
+    if not args.validity_model:
+        return None
+    from ..validity.model import ValidityModel
+    return ValidityModel.load(args.validity_model)
+
+
+def _validity_strategies(args, task, model):
+    """(screen, init strategy, tuner options) of one task from the validity options."""
+    from ..validity.init import ProbeThenClassify, ValidityInit
+    from ..validity.screen import ExactScreen, LearnedScreen
+    learned = LearnedScreen(model, task, args.threshold) if model is not None else None
+    exact = ExactScreen(task) if args.screen == "exact" or (
+        learned is None and (args.init == "validity" or args.weight_acquisition)) else None
+    prior = learned or exact  # where P(valid) comes from
+    screen = {"none": None, "learned": learned, "exact": exact}[args.screen]
+    init = None
+    if args.init == "validity":
+        init = ValidityInit(prior.p_valid, args.threshold)
+    elif args.init == "probe":
+        init = ProbeThenClassify(task, threshold=args.threshold)
+    options = {}
+    if args.tuner == "xgb":
+        options["loss_type"] = args.loss
+        if args.weight_acquisition:
+            options["acquisition_weight"] = prior.acquisition_weight()
+    return screen, init, options or None
 
 
 def cmd_best(args) -> int:
