@@ -1,0 +1,722 @@
+#!/usr/bin/env python3
+"""Validity-driven tuning against exhaustive tsim tables (issue 11 item 5; methods.md §G.1 E4).
+
+    python scripts/bench_validity.py [--workloads resnet18,deepbench.1,...] [--seeds 30]
+        [--budget 1000] [--train resnet18,deepbench] [--variants xgb-reg,...] [--jobs 2]
+        [--json FILE] [-o REPORT.md]
+    python scripts/bench_validity.py --build-table resnet18.C9 --hw pynq_4x8_i8w8a32_15_16_16_18 \
+        -o docs/data/pynq_4x8_tsim.jsonl          # measure one more oracle table
+
+Every run goes through ``vtatune.autotune.search.search`` — the loop ``vtatune tune`` uses —
+with an ``OracleMeasure`` that answers from an exhaustive table (every compile-valid
+configuration timed on tsim; invalid ones get their compile verdict's error category), so a
+run takes seconds.  Per workload, variant and seed it records the number of measurements
+until a globally best configuration (the table's minimum) is first measured; a run that
+never measures one within the budget counts as ``budget + 1``.  A run stops as soon as it
+measures the optimum (nothing after that changes the figures).
+
+Variants (all XGB, plan 64, AutoTVM v0.14 settings otherwise; ``VARIANTS``):
+
+* ``xgb-reg``      baseline: random first plan, invalid configurations measured and labelled 0,
+                   loss ``reg`` (v0.14's default), itervar features without the SRAM / micro-op
+                   occupancy columns (AutoTVM's loop-nest features have none)
+* ``xgb-rank``     the same with loss ``rank`` (the earlier AutoTVM default)
+* ``xgb-reg-fulliv``  sensitivity: the full itervar set (its occupancy columns leak validity)
+* ``learned-init`` validity-driven first plan from the learned classifier, nothing else changed
+                   (the paper's "initialisation swap")
+* ``learned``      learned screening + validity init + P(valid)-weighted acquisition
+* ``exact``        exact (compile-only) screening + validity init + exact-weighted acquisition
+* ``probe``        probe-then-classify (16 random probes, online classifier, seeded plan)
+
+The classifier used on a workload never saw that workload's labels: it is trained on the
+compile-only verdicts of every ``--train`` workload except those with the same layer
+(shape without the batch, and epilogue) — leave-one-workload-out, asserted in
+``training_split`` and on the fitted model.  Its probabilities over the whole space are
+computed once per workload and cached (``--cache``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from vtatune.autotune.features import itervar_feature_fn, itervar_feature_names
+from vtatune.autotune.search import search
+from vtatune.errors import ConfigurationError
+from vtatune.hardware.config import HwConfig
+from vtatune.task import VtaTask
+from vtatune.tuning import MeasureOutcome, create_tuner
+from vtatune.tuning.features import knob_feature_fn
+from vtatune.validity import ValidityModel, sweep_labels, sweep_set
+from vtatune.validity.init import ProbeThenClassify, ValidityInit
+from vtatune.validity.labels import hw_key
+from vtatune.validity.model import metrics
+from vtatune.validity.screen import ExactScreen, LearnedScreen
+from vtatune.workloads.suites import list_suites, resolve_workload, suite
+from vtatune.workloads.workload import Workload, WorkloadError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_HW = "pynq_1x16_i8w8a32_15_15_18_17"
+CROSS_HW = "pynq_4x8_i8w8a32_15_16_16_18"
+DEFAULT_TABLES = ("docs/data/resnet18_tsim.jsonl", "docs/data/deepbench_tsim.jsonl",
+                  "docs/data/pynq_4x8_tsim.jsonl")
+DEFAULT_WORKLOADS = tuple(f"resnet18.C{i}" for i in range(2, 12)) + tuple(
+    f"deepbench.{i}" for i in (1, 2, 3, 12, 14, 19, 20, 21, 23, 25, 28, 46))
+DEFAULT_CROSS = ("resnet18.C9", "deepbench.3", "resnet18.C11")
+#: itervar columns that are SRAM / micro-op buffer occupancies (> 1 = the compiler rejects
+#: the configuration): not in AutoTVM's loop-nest features, so not in the baseline's
+LEAK_COLUMNS = ("inp_sram_frac", "wgt_sram_frac", "acc_sram_frac", "uop_frac")
+PLAN_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    role: str                      # baseline | sensitivity | method
+    loss: str = "reg"
+    features: str = "itervar-noocc"
+    screen: str = "none"           # none | learned | exact
+    init: str = "random"           # random | learned | exact | probe
+    acquisition: bool = False      # weight the SA acquisition by P(valid) of the screen
+    note: str = ""
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("xgb-reg", "baseline", note="AutoTVM v0.14 XGBTuner (loss reg), itervar w/o occupancy"),
+    Variant("xgb-rank", "baseline", loss="rank", note="same, loss rank (earlier AutoTVM default)"),
+    Variant("xgb-reg-fulliv", "sensitivity", features="itervar",
+            note="baseline with the full itervar set (occupancy columns leak validity)"),
+    Variant("learned-init", "method", init="learned", note="validity init (learned), no screen"),
+    Variant("learned", "method", screen="learned", init="learned", acquisition=True,
+            note="learned screen + validity init + P(valid)-weighted acquisition"),
+    Variant("exact", "method", screen="exact", init="exact", acquisition=True,
+            note="exact screen + validity init + verdict-weighted acquisition"),
+    Variant("probe", "method", init="probe", note="probe 16, online rf (knob), seeded plan"),
+)}
+BASELINE = "xgb-reg"
+
+
+class BenchError(ConfigurationError):
+    """A benchmark input that cannot be used (names its field)."""
+
+
+# ----------------------------------------------------------------------------- tables
+def layer_id(wl: Workload) -> str:
+    """A layer independent of the hardware it is bound to: the shape without the batch,
+    and the epilogue.  Two workloads with equal ids share their labels' meaning, so the
+    leave-one-workload-out split excludes all of them."""
+    return json.dumps([wl.shape[0], *wl.shape[2:], wl.epilogue])
+
+
+def load_tables(paths) -> dict[tuple[str, str], dict[int, dict]]:
+    """(hardware name, workload name) -> index -> table row, from exhaustive tsim tables
+    (``scripts/exhaustive_tsim.py``; rows without ``hw`` are on the default hardware)."""
+    out: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
+    for p in paths:
+        p = pathlib.Path(p)
+        if not p.is_absolute():
+            p = ROOT / p
+        if not p.is_file():
+            continue
+        with open(p) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                    out[(r.get("hw", DEFAULT_HW), r["workload"])][int(r["index"])] = r
+                except (ValueError, KeyError) as exc:
+                    raise BenchError("tables", f"{p}:{n}: not a table row ({exc})") from None
+    return dict(out)
+
+
+@dataclass
+class Oracle:
+    """One workload's exhaustive table on one hardware configuration."""
+
+    name: str
+    task: VtaTask
+    cost: np.ndarray          # seconds; inf where invalid
+    category: np.ndarray      # AutoTVM MeasureErrorNo; 0 = ran
+    verdict: np.ndarray       # compile-only verdict (bool)
+    optima: np.ndarray        # indices with the table's minimum cost
+    table: str                # which table (hw, name) it came from
+    p_learned: np.ndarray | None = None
+    classifier: dict = field(default_factory=dict)
+
+    @property
+    def best_cost(self) -> float:
+        return float(self.cost[self.optima[0]])
+
+    @property
+    def n_valid(self) -> int:
+        return int((self.category == 0).sum())
+
+
+def make_oracle(ref: str, hw: HwConfig, tables, cache_dir=None, sync: str = "tvm-0.14") -> Oracle:
+    """The oracle of workload ``ref`` (suite name or spec) on ``hw``: its table is found by
+    layer (a spec string finds the table of a suite layer of the same shape); a workload
+    without a complete table is refused."""
+    try:
+        wl, _ = resolve_workload(ref, hw)
+    except (WorkloadError, KeyError, ValueError) as exc:
+        raise BenchError("workloads", f"{ref!r}: {exc}") from None
+    key = None
+    for (thw, tname) in tables:
+        if thw != hw.name:
+            continue
+        try:
+            twl, _ = resolve_workload(tname, hw)
+        except (WorkloadError, KeyError, ValueError):
+            continue
+        if twl.shape == wl.shape and twl.epilogue == wl.epilogue:
+            key = (thw, tname)
+            break
+    if key is None:
+        raise BenchError("workloads", f"{ref!r} ({wl.spec}) on {hw.name} has no exhaustive tsim "
+                                      "table; measure one first: python scripts/bench_validity.py "
+                                      f"--build-table {ref} --hw {hw.name} -o FILE.jsonl")
+    rows = tables[key]
+    task = VtaTask(wl, hw, sync)
+    sw = sweep_labels(task.workload, hw, cache_dir)
+    size = task.space.size
+    want = set(np.flatnonzero(sw.valid).tolist())
+    have = set(rows)
+    if want != have:
+        raise BenchError("tables", f"the table of {key[1]} on {hw.name} is incomplete or stale: "
+                                   f"{len(want - have)} compile-valid configurations missing, "
+                                   f"{len(have - want)} rows the compiler rejects")
+    cost = np.full(size, np.inf)
+    cat = sw.category.astype(np.int64).copy()
+    for i, r in rows.items():
+        cat[i] = int(r["error_no"])
+        if cat[i] == 0:
+            cost[i] = float(r["cost_s"])
+    if not np.isfinite(cost).any():
+        raise BenchError("tables", f"the table of {key[1]} holds no valid configuration")
+    best = cost.min()
+    optima = np.flatnonzero(cost <= best * (1 + 1e-12))
+    return Oracle(ref, task, cost, cat, sw.valid.copy(), optima, f"{key[0]}:{key[1]}")
+
+
+class OracleMeasure:
+    """``measure(indices) -> [MeasureOutcome]`` from an exhaustive table; keeps a log."""
+
+    def __init__(self, oracle: Oracle):
+        self.oracle = oracle
+        self.flops = float(oracle.task.flops)
+        self.log: list[MeasureOutcome] = []
+
+    def __call__(self, indices) -> list[MeasureOutcome]:
+        o = self.oracle
+        outs = []
+        for i in indices:
+            i = int(i)
+            if o.category[i] == 0:
+                outs.append(MeasureOutcome(i, (float(o.cost[i]),), 0, self.flops))
+            else:
+                outs.append(MeasureOutcome(i, (), int(o.category[i]), self.flops))
+        self.log += outs
+        return outs
+
+
+# ----------------------------------------------------------------------------- classifier
+def training_candidates(refs, hw: HwConfig) -> list[Workload]:
+    """Every offloadable workload named by ``refs`` (suites, names, specs), bound to ``hw``."""
+    out, seen = [], set()
+    for ref in refs:
+        ws = suite(ref) if ref in list_suites() else [ref]
+        for w in ws:
+            if isinstance(w, Workload) and not w.offloadable:
+                continue
+            try:
+                b, _ = resolve_workload(w, hw)
+            except (WorkloadError, KeyError, ValueError) as exc:
+                if isinstance(w, Workload):
+                    continue  # a suite layer this hardware cannot offload
+                raise BenchError("train", f"{ref!r}: {exc}") from None
+            k = (b.shape, b.epilogue)
+            if k not in seen:
+                seen.add(k)
+                out.append(b)
+    return out
+
+
+def training_split(target: Workload, candidates: list[Workload]) -> list[Workload]:
+    """The classifier's training workloads for ``target``: every candidate of another layer
+    (leave-one-workload-out; the same layer under another name or batch is left out too)."""
+    tid = layer_id(target)
+    train = [w for w in candidates if layer_id(w) != tid]
+    assert all(layer_id(w) != tid for w in train), "held-out labels in the training set"
+    return train
+
+
+def _subsample(n: int, k: int, seed: int) -> np.ndarray | None:
+    if k <= 0 or n <= k:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+
+
+def learned_probabilities(target: Workload, target_hw: HwConfig, candidates: list[Workload],
+                          train_hw: HwConfig, *, kind: str, features: str, n_estimators: int,
+                          per_workload: int, seed: int, cache_dir) -> tuple[np.ndarray, dict]:
+    """P(valid) over ``target``'s whole space from a classifier that never saw its labels,
+    and a description of that classifier (training workloads, held-out metrics)."""
+    train = training_split(target, candidates)
+    key_text = json.dumps([layer_id(target), hw_key(target_hw), target_hw.name,
+                           sorted(layer_id(w) + hw_key(train_hw) for w in train), kind, features,
+                           n_estimators, per_workload, seed, 2], default=str)
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+    path = pathlib.Path(cache_dir) / f"p-{key}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            return z["p"], info
+    t0 = time.perf_counter()
+    sets = []
+    for j, w in enumerate(train):
+        n = sweep_labels(w, train_hw, cache_dir).valid.size
+        sets.append(sweep_set(w, train_hw, indices=_subsample(n, per_workload, seed + j),
+                              cache_dir=cache_dir))
+    m = ValidityModel(kind, features, seed=seed, n_estimators=n_estimators).fit(sets)
+    assert not m.seen(target), "the classifier saw the held-out workload"
+    assert all(t["id"] != json.dumps([list(target.shape), target.epilogue]) for t in m.trained_on)
+    other = hw_key(train_hw) != hw_key(target_hw)
+    p = m.predict_proba(target, target_hw, None, allow_other_hw=other)
+    truth = sweep_labels(target, target_hw, cache_dir)
+    idx, lab = truth.labels()
+    info = {"kind": kind, "features": features, "n_estimators": n_estimators,
+            "calibration": m.method, "trained_hw": train_hw.name, "cross_hw": other,
+            "trained_on": [w.name or w.spec for w in train],
+            "trained_layers": [layer_id(w) for w in train],
+            "rows": int(sum(s.indices.size for s in sets)), "seconds": time.perf_counter() - t0,
+            "held_out": {k: v for k, v in metrics(lab, p[idx]).items()}}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, p=p, info=np.array(json.dumps(info)))
+        os.replace(tmp, path)
+    return p, info
+
+
+# ----------------------------------------------------------------------------- one run
+class _PlanSized:
+    """Hands an init strategy the tuner's plan size as ``n`` (the search loop asks for
+    ``batch``, which is the builder's parallelism here, smaller than the plan)."""
+
+    def __init__(self, inner, plan_size: int):
+        self.inner, self.plan_size = inner, plan_size
+
+    def probe(self, space, rng):
+        return self.inner.probe(space, rng)
+
+    def first_batch(self, space, n, rng, probed):
+        return self.inner.first_batch(space, max(n, self.plan_size), rng, probed)
+
+
+class _Reached(Exception):
+    pass
+
+
+_FEATURES: dict = {}
+
+
+def feature_fn(oracle: Oracle, kind: str):
+    """The XGB features of a variant, cached per workload (a worker runs many seeds)."""
+    k = (oracle.table, kind)
+    fn = _FEATURES.get(k)
+    if fn is None:
+        task = oracle.task
+        if kind == "knob":
+            fn = knob_feature_fn(task.space)
+        else:
+            full = itervar_feature_fn(task.space, task.workload, task.hw)
+            if kind == "itervar":
+                fn = full
+            elif kind == "itervar-noocc":
+                names = itervar_feature_names(task.workload)
+                keep = np.asarray([j for j, n in enumerate(names) if n not in LEAK_COLUMNS])
+                assert len(keep) == len(names) - sum(n in names for n in LEAK_COLUMNS)
+
+                def fn(d, full=full, keep=keep):
+                    return full(d)[:, keep]
+            else:
+                raise BenchError("features", f"unknown feature set {kind!r}")
+        _FEATURES[k] = fn
+    return fn
+
+
+def run_one(oracle: Oracle, variant: Variant, seed: int, budget: int, *, batch: int = 2,
+            threshold: float = 0.5, probe_size: int = 16) -> dict:
+    """One replayed tuning run; returns its figures."""
+    task, space = oracle.task, oracle.task.space
+    budget = min(budget, space.size)
+    learned = None
+    if variant.screen == "learned" or variant.init == "learned":
+        if oracle.p_learned is None:
+            raise BenchError("variants", f"{variant.name} needs a learned classifier for {oracle.name}")
+        learned = LearnedScreen(None, task, threshold, probabilities=oracle.p_learned)
+    exact = ExactScreen(task, verdicts=oracle.verdict) if "exact" in (variant.screen, variant.init) \
+        else None
+    screen = {"none": None, "learned": learned, "exact": exact}[variant.screen]
+    init = None
+    if variant.init in ("learned", "exact"):
+        src = learned if variant.init == "learned" else exact
+        init = _PlanSized(ValidityInit(src.p_valid, threshold), PLAN_SIZE)
+    elif variant.init == "probe":
+        init = _PlanSized(ProbeThenClassify(task, probe_size, features="knob", kind="rf",
+                                            threshold=threshold), PLAN_SIZE)
+    opts = {"loss_type": variant.loss, "feature_fn": feature_fn(oracle, variant.features),
+            "plan_size": PLAN_SIZE}
+    if variant.acquisition and screen is not None:
+        opts["acquisition_weight"] = screen.acquisition_weight()
+
+    def make_tuner(hook):
+        return create_tuner("xgb", space, seed=seed, init=hook, **opts)
+
+    optima = set(oracle.optima.tolist())
+    measure = OracleMeasure(oracle)
+    screened: list[int] = []
+
+    def on_measured(outs):
+        if any(o.index in optima for o in outs):
+            raise _Reached
+
+    t0 = time.perf_counter()
+    try:
+        search(make_tuner, measure, budget, batch=batch, early_stopping=None, screen=screen,
+               init=init, space=space, rng=np.random.default_rng([seed, 7]),
+               on_measured=on_measured, on_screened=screened.extend)
+    except _Reached:
+        pass
+    log = measure.log
+    hit = next((n for n, o in enumerate(log, 1) if o.index in optima), None)
+    upto = log[:hit] if hit else log
+    best = min((o.mean_cost for o in log if o.valid), default=math.inf)
+    return {"workload": oracle.name, "hw": task.hw.name, "variant": variant.name, "seed": seed,
+            "budget": budget, "reached": hit is not None,
+            "trials_to_best": hit if hit is not None else budget + 1,
+            "invalid": sum(not o.valid for o in upto), "measured": len(log),
+            "screened": len(screened), "optimum_screened": bool(optima & set(screened)),
+            "probed": probe_size if variant.init == "probe" else 0,
+            "best_ratio": best / oracle.best_cost if math.isfinite(best) else None,
+            "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------- workers
+_ORACLES: dict = {}
+
+
+def _init_worker(oracles, threads_env):
+    os.environ.update(threads_env)
+    _ORACLES.update(oracles)
+
+
+def _job(args):
+    key, vname, seed, budget, batch, threshold, probe = args
+    return run_one(_ORACLES[key], VARIANTS[vname], seed, budget, batch=batch,
+                   threshold=threshold, probe_size=probe)
+
+
+def run_all(oracles: dict, variants, seeds, budget, *, jobs=2, batch=2, threshold=0.5,
+            probe_size=16, progress=print) -> list[dict]:
+    todo = [(k, v, s, budget, batch, threshold, probe_size)
+            for k in oracles for v in variants for s in seeds]
+    done: list[dict] = []
+    groups = defaultdict(int)
+    total = len(todo)
+    t0 = time.perf_counter()
+
+    def note(r):
+        done.append(r)
+        g = (r["hw"], r["workload"], r["variant"])
+        groups[g] += 1
+        if groups[g] == len(seeds):
+            rs = [x["trials_to_best"] for x in done if (x["hw"], x["workload"], x["variant"]) == g]
+            progress(f"[{len(done)}/{total} {time.perf_counter() - t0:.0f} s] {g[1]} ({g[0]}) "
+                     f"{g[2]}: median trials-to-best {np.median(rs):.0f}")
+    env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if jobs <= 1:
+        _ORACLES.update(oracles)
+        for a in todo:
+            note(_job(a))
+    else:
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(oracles, env)) as pool:
+            for r in pool.imap_unordered(_job, todo, chunksize=1):
+                note(r)
+    done.sort(key=lambda r: (r["hw"], r["workload"], r["variant"], r["seed"]))
+    return done
+
+
+# ----------------------------------------------------------------------------- summary
+def _q(xs, q):
+    return float(np.percentile(xs, q)) if len(xs) else math.nan
+
+
+def summarise(runs: list[dict], baseline: str = BASELINE) -> dict:
+    by = defaultdict(list)
+    for r in runs:
+        by[(r["hw"], r["workload"], r["variant"])].append(r)
+    rows = []
+    for (hw, wl, v), rs in sorted(by.items()):
+        t = [r["trials_to_best"] for r in rs]
+        inv = [r["invalid"] for r in rs]
+        rows.append({"hw": hw, "workload": wl, "variant": v, "runs": len(rs),
+                     "budget": rs[0]["budget"],
+                     "median": float(np.median(t)), "q25": _q(t, 25), "q75": _q(t, 75),
+                     "mean": float(np.mean(t)), "reached": float(np.mean([r["reached"] for r in rs])),
+                     "invalid_median": float(np.median(inv)), "invalid_mean": float(np.mean(inv)),
+                     "optimum_screened": float(np.mean([r["optimum_screened"] for r in rs])),
+                     "screened_median": float(np.median([r["screened"] for r in rs]))})
+    base = {(r["hw"], r["workload"]): r for r in rows if r["variant"] == baseline}
+    for r in rows:
+        b = base.get((r["hw"], r["workload"]))
+        r["ratio_median"] = r["median"] / b["median"] if b else math.nan
+        r["ratio_mean"] = r["mean"] / b["mean"] if b else math.nan
+        r["invalid_ratio"] = (r["invalid_mean"] / b["invalid_mean"]
+                              if b and b["invalid_mean"] else math.nan)
+    overall = {}
+    for hw in sorted({r["hw"] for r in rows}):
+        for v in sorted({r["variant"] for r in rows}):
+            sel = [r for r in rows if r["hw"] == hw and r["variant"] == v]
+            rat = [r["ratio_median"] for r in sel if math.isfinite(r["ratio_median"])]
+            ratm = [r["ratio_mean"] for r in sel if math.isfinite(r["ratio_mean"])]
+            rs = [x for x in runs if x["hw"] == hw and x["variant"] == v]
+            norm = [x["trials_to_best"] / base[(hw, x["workload"])]["median"]
+                    for x in rs if (hw, x["workload"]) in base]
+            overall[f"{hw}|{v}"] = {
+                "hw": hw, "variant": v, "workloads": len(sel), "runs": len(rs),
+                "ratio_median": float(np.median(rat)) if rat else math.nan,
+                "ratio_q25": _q(rat, 25), "ratio_q75": _q(rat, 75),
+                "ratio_geomean": float(np.exp(np.mean(np.log(rat)))) if rat else math.nan,
+                "ratio_mean_of_means": float(np.median(ratm)) if ratm else math.nan,
+                "pooled_run_ratio_median": float(np.median(norm)) if norm else math.nan,
+                "invalid_mean": float(np.mean([x["invalid"] for x in rs])),
+                "reached": float(np.mean([x["reached"] for x in rs])),
+                "optimum_screened": float(np.mean([x["optimum_screened"] for x in rs])),
+                "workloads_optimum_screened": sorted({x["workload"] for x in rs if x["optimum_screened"]}),
+            }
+    return {"per_workload": rows, "overall": overall}
+
+
+def fmt(x, d=2):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:.{d}f}"
+
+
+def markdown(summary: dict, variants, oracles: dict) -> str:
+    lines = []
+    for hw in sorted({r["hw"] for r in summary["per_workload"]}):
+        lines += [f"### {hw}: per workload", "",
+                  ("measurements-to-best: median [q25–q75] over seeds; ratio = median / median of "
+                  f"{BASELINE}; inv = mean invalid measurements before the optimum; reach = share "
+                  "of runs measuring the optimum within the budget; scr = share of runs whose "
+                  "screen dropped the optimum"), ""]
+        head = "| workload | valid/space | " + " | ".join(variants) + " |"
+        lines += [head, "|" + " --- |" * (len(variants) + 2)]
+        rows = [r for r in summary["per_workload"] if r["hw"] == hw]
+        for wl in sorted({r["workload"] for r in rows}, key=_natural):
+            o = next(o for o in oracles.values() if o.name == wl and o.task.hw.name == hw)
+            cells = []
+            for v in variants:
+                r = next((r for r in rows if r["workload"] == wl and r["variant"] == v), None)
+                if r is None:
+                    cells.append("")
+                    continue
+                c = f"{r['median']:.0f} [{r['q25']:.0f}–{r['q75']:.0f}]"
+                if v != BASELINE:
+                    c += f" **{r['ratio_median']:.2f}**"
+                c += f" inv {r['invalid_mean']:.0f} reach {r['reached']:.2f}"
+                if r["optimum_screened"]:
+                    c += f" scr {r['optimum_screened']:.2f}"
+                cells.append(c)
+            lines.append(f"| {wl} | {o.n_valid}/{o.task.space.size} | " + " | ".join(cells) + " |")
+        lines += ["", f"### {hw}: overall", "",
+                  ("| variant | ratio: median over workloads [q25–q75] | geomean | pooled runs | "
+                   "mean-based | invalid / run | reach | optimum screened |"),
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for v in variants:
+            o = summary["overall"].get(f"{hw}|{v}")
+            if not o:
+                continue
+            lines.append(f"| {v} | {fmt(o['ratio_median'], 3)} [{fmt(o['ratio_q25'])}–"
+                         f"{fmt(o['ratio_q75'])}] | {fmt(o['ratio_geomean'], 3)} | "
+                         f"{fmt(o['pooled_run_ratio_median'], 3)} | {fmt(o['ratio_mean_of_means'], 3)} | "
+                         f"{o['invalid_mean']:.1f} | {o['reached']:.3f} | {o['optimum_screened']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _natural(name: str):
+    import re
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+# ----------------------------------------------------------------------------- tables
+def build_table(ref: str, hw: HwConfig, out: str, *, sync: str = "tvm-0.14", workers: int = 2) -> None:
+    """Time every compile-valid configuration of ``ref`` on ``hw`` on tsim through the
+    measurement pool (as ``scripts/exhaustive_tsim.py`` does, with the hardware named in
+    each row); appends to ``out`` and resumes."""
+    from vtatune.measure import MeasureInput, MeasurePool
+    from vtatune.measure.runners import runner_for
+
+    task = VtaTask.create(ref, hw, sync=sync)
+    name = task.workload.name or ref
+    done = set()
+    if os.path.exists(out):
+        with open(out) as f:
+            done = {(r.get("hw", DEFAULT_HW), r["workload"], r["index"])
+                    for r in map(json.loads, filter(str.strip, f))}
+    sw = sweep_labels(task.workload, hw)
+    todo = [int(i) for i in np.flatnonzero(sw.valid) if (hw.name, name, int(i)) not in done]
+    runner = runner_for("tsim")
+    t0 = time.perf_counter()
+    with MeasurePool(workers, build_timeout=600, run_timeout=600) as pool, open(out, "a") as f:
+        for lo in range(0, len(todo), 16):
+            part = todo[lo:lo + 16]
+            res = pool.measure([MeasureInput(task, task.config(i), runner) for i in part])
+            f.writelines(json.dumps({"workload": name, "hw": hw.name, "sync": sync, "index": i,
+                                    "error_no": r.error_no,
+                                    "cost_s": r.costs[0] if r.error_no == 0 else None,
+                                    "gops": r.extra.get("gops"), "reason": r.reason}) + "\n" for i, r in zip(part, res))
+            f.flush()
+    print(f"{name} on {hw.name}: {len(todo)} valid configurations timed in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
+# ----------------------------------------------------------------------------- main
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _expand(refs: list[str]) -> list[str]:
+    out = []
+    for r in refs:
+        if r in list_suites():
+            out += [w.name for w in suite(r) if w.offloadable]
+        else:
+            out.append(r)
+    return out
+
+
+def prepare(workloads, hw: HwConfig, tables, *, train_refs, train_hw: HwConfig, need_learned: bool,
+            kind="rf", features="derived", n_estimators=100, per_workload=1000, seed=0,
+            cache_dir=None, progress=print) -> dict:
+    """Oracles (with their leave-one-workload-out classifier probabilities) of ``workloads``."""
+    oracles = {}
+    candidates = training_candidates(train_refs, train_hw) if need_learned else []
+    for ref in workloads:
+        o = make_oracle(ref, hw, tables, cache_dir)
+        if need_learned:
+            p, info = learned_probabilities(o.task.workload, hw, candidates, train_hw, kind=kind,
+                                            features=features, n_estimators=n_estimators,
+                                            per_workload=per_workload, seed=seed,
+                                            cache_dir=cache_dir)
+            assert layer_id(o.task.workload) not in info["trained_layers"]
+            o.p_learned, o.classifier = p, info
+            h = info["held_out"]
+            progress(f"{ref} on {hw.name}: classifier ({len(info['trained_on'])} training workloads, "
+                     f"{info['seconds']:.0f} s) precision {h['precision']:.3f} recall "
+                     f"{h['recall']:.3f}; optimum P(valid) {p[o.optima].min():.3f}")
+        oracles[f"{hw.name}|{ref}"] = o
+    return oracles
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
+                    help="workload names, spec strings or suites (comma-separated)")
+    ap.add_argument("--train", default="resnet18,deepbench",
+                    help="what the classifier may learn from (suites/workloads; the held-out "
+                         "workload is always left out)")
+    ap.add_argument("--seeds", type=int, default=30, help="seeds per workload and variant (0..N-1)")
+    ap.add_argument("--budget", type=int, default=1000, help="measurements per run (capped at the space)")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--hw", default=DEFAULT_HW)
+    ap.add_argument("--cross-hw", default=CROSS_HW, help="'' to skip the cross-hardware row")
+    ap.add_argument("--cross-workloads", default=",".join(DEFAULT_CROSS))
+    ap.add_argument("--tables", default=",".join(DEFAULT_TABLES))
+    ap.add_argument("--batch", type=int, default=2,
+                    help="proposals per round: AutoTVM tune()'s n_parallel = LocalBuilder's "
+                         "cpu_count() (2 here)")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--probe", type=int, default=16)
+    ap.add_argument("--kind", default="rf")
+    ap.add_argument("--features", default="derived")
+    ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--per-workload", type=int, default=1000,
+                    help="training configurations per workload (random subsample; 0 = all)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vtatune-bench-validity"))
+    ap.add_argument("--json", default=None, metavar="FILE", help="write the full report as JSON")
+    ap.add_argument("-o", "--output", default=None, help="write the Markdown tables")
+    ap.add_argument("--build-table", default=None, metavar="WORKLOAD")
+    ap.add_argument("--sync", default="tvm-0.14")
+    args = ap.parse_args(argv)
+
+    if args.build_table:
+        if not args.output:
+            raise BenchError("output", "--build-table needs -o FILE.jsonl")
+        build_table(args.build_table, HwConfig.load(args.hw), args.output, sync=args.sync,
+                    workers=args.jobs)
+        return 0
+    variants = _split(args.variants)
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise BenchError("variants", f"unknown {', '.join(bad)}; known: {', '.join(VARIANTS)}")
+    if BASELINE not in variants:
+        variants.insert(0, BASELINE)
+    if args.seeds < 1 or args.budget < 1:
+        raise BenchError("seeds" if args.seeds < 1 else "budget", "must be positive")
+    t0 = time.perf_counter()
+    tables = load_tables(_split(args.tables))
+    hw = HwConfig.load(args.hw)
+    need = any(VARIANTS[v].screen == "learned" or VARIANTS[v].init == "learned" for v in variants)
+    common = {"train_refs": _split(args.train), "need_learned": need, "kind": args.kind,
+              "features": args.features, "n_estimators": args.trees,
+              "per_workload": args.per_workload, "cache_dir": args.cache}
+    oracles = prepare(_expand(_split(args.workloads)), hw, tables, train_hw=hw, **common)
+    if args.cross_hw:
+        xhw = HwConfig.load(args.cross_hw)
+        oracles.update(prepare(_split(args.cross_workloads), xhw, tables, train_hw=hw, **common))
+    print(f"prepared {len(oracles)} workloads in {time.perf_counter() - t0:.0f} s", flush=True)
+    runs = run_all(oracles, variants, list(range(args.seeds)), args.budget, jobs=args.jobs,
+                   batch=args.batch, threshold=args.threshold, probe_size=args.probe)
+    summary = summarise(runs)
+    md = markdown(summary, variants, oracles)
+    seconds = time.perf_counter() - t0
+    print(md)
+    print(f"{len(runs)} runs in {seconds:.0f} s")
+    if args.output:
+        pathlib.Path(args.output).write_text(md + "\n")
+    if args.json:
+        report = {"args": vars(args), "variants": {v: asdict(VARIANTS[v]) for v in variants},
+                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                              "python": sys.version.split()[0]},
+                  "seconds": seconds,
+                  "workloads": {k: {"name": o.name, "hw": o.task.hw.name, "table": o.table,
+                                    "space": o.task.space.size, "valid": o.n_valid,
+                                    "optima": o.optima.tolist(), "best_cost_s": o.best_cost,
+                                    "classifier": o.classifier} for k, o in oracles.items()},
+                  "summary": summary, "runs": runs}
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
