@@ -59,8 +59,8 @@ def test_study_writes_report_with_every_png_and_resumes(tmp_path, capsys):
     assert full["e1"]["valid"] == valid
     assert {r["n"] for r in full["e3"]["summary"]} == {8, 16}
     assert full["task"]["size"] == 36
-    # the E3 table has one line per (n, metric): 2 sizes x 5 metrics
-    assert len(re.findall(r"^\| (8|16) \| ", report, flags=re.MULTILINE)) == 10
+    # the E3 table has one line per (n, metric): 2 sizes x 7 metrics
+    assert len(re.findall(r"^\| (8|16) \| ", report, flags=re.MULTILINE)) == 14
 
     # rerun: nothing measured again, report rewritten
     (out / "report.md").unlink()

@@ -65,7 +65,8 @@ def test_single_candidate_knob_has_no_edges_and_shuffles_are_a_null_model():
     r = clustering(valid, dims, ["one", "x", "y"], shuffles=5)
     assert [k["knob"] for k in r["per_knob"]] == ["x", "y"]
     assert r["p_neighbour_valid"] == 1.0 and r["components"] == 1
-    assert r["shuffled"] == {"runs": 5, "p_neighbour_valid": 1.0, "components": 1.0}
+    assert r["shuffled"] == {"runs": 5, "p_neighbour_valid": 1.0, "components": 1.0,
+                             "example_sizes": [8]}
     none = clustering(np.zeros(8, dtype=bool), dims, shuffles=2)
     assert none["components"] == 0 and np.isnan(none["p_neighbour_valid"])
 

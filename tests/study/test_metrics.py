@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from vtatune.errors import ConfigurationError
-from vtatune.study import ndcg_at_k, pairwise_accuracy, precision_at_k, top_share_k
+from vtatune.study import (
+    ndcg_at_k,
+    pairwise_accuracy,
+    precision_at_k,
+    top_share_k,
+    valid_at_k,
+    validity_auc,
+)
 
 
 # ------------------------------------------------------------------ pairwise accuracy
@@ -92,6 +99,33 @@ def test_ndcg_tied_predictions_share_discounts():
     assert ndcg_at_k(true, pred, 2) == pytest.approx(expected)
     # with k=1 only position 1 counts: the best item is there with probability 1/2
     assert ndcg_at_k(true, pred, 1) == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ whole-space validity scores
+def test_validity_auc_hand_example():
+    valid = [1, 0, 1, 0]
+    score = [0.9, 0.1, 0.5, 0.5]
+    # (valid, invalid) pairs: (0,1) 1, (0,3) 1, (2,1) 1, (2,3) tie 1/2
+    assert validity_auc(valid, score) == pytest.approx(3.5 / 4)
+    assert validity_auc([1, 1, 0], [0.0, 1.0, 2.0]) == 0.0
+    assert math.isnan(validity_auc([1, 1], [0.3, 0.2]))
+
+
+def test_validity_auc_equals_brute_force_with_many_ties():
+    rng = np.random.default_rng(5)
+    v = rng.random(300) < 0.2
+    s = np.round(rng.random(300) * 10)
+    brute = np.mean([1.0 if a > b else 0.5 if a == b else 0.0
+                     for a in s[v] for b in s[~v]])
+    assert validity_auc(v, s) == pytest.approx(brute)
+
+
+def test_valid_at_k_hand_example():
+    valid = [0, 1, 1, 0, 1]
+    score = [5, 4, 3, 3, 1]     # top-3: item 0, item 1, then one of the tied items 2 and 3
+    assert valid_at_k(valid, score, 3) == pytest.approx((0 + 1 + 0.5) / 3)
+    assert valid_at_k(valid, score, 1) == 0.0
+    assert valid_at_k(valid, score, 99) == pytest.approx(3 / 5)
 
 
 # ------------------------------------------------------------------ errors

@@ -175,12 +175,15 @@ def clustering(valid: np.ndarray, dims: Sequence[int], names: Sequence[str] | No
         row["knob"] = name
         per_knob.append(row)
     sizes = _components(valid, src, dst)
-    null_p, null_c = [], []
+    null_p, null_c, example = [], [], []
     rng = np.random.default_rng(seed)
     for _ in range(shuffles):
         perm = rng.permutation(valid)
         null_p.append(neighbour_validity(perm, src, dst)["p_neighbour_valid"])
-        null_c.append(_components(perm, src, dst).size)
+        comps = _components(perm, src, dst)
+        null_c.append(comps.size)
+        if not example:
+            example = [int(c) for c in comps]
     return {
         "mode": mode, "size": size, "valid": n_valid, "base_rate": base,
         # E[P] if the same number of valid configurations sat at random places
@@ -195,7 +198,8 @@ def clustering(valid: np.ndarray, dims: Sequence[int], names: Sequence[str] | No
         "isolated": int(np.sum(sizes == 1)),
         "shuffled": {"runs": shuffles,
                      "p_neighbour_valid": _nanmedian(null_p),
-                     "components": float(np.median(null_c)) if null_c else math.nan},
+                     "components": float(np.median(null_c)) if null_c else math.nan,
+                     "example_sizes": example},   # component sizes of the first shuffle
     }
 
 
@@ -269,6 +273,44 @@ def precision_at_k(true: Any, pred: Any, k: int) -> float:
     return float(np.sum(_top_k_inclusion(p, k) * _top_k_inclusion(t, k)) / k)
 
 
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x`` (ascending), tied values sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.r_[starts[1:], xs.size]
+    mean_rank = (starts + ends + 1) / 2.0          # mean of ranks starts+1 .. ends
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def validity_auc(valid: Any, score: Any) -> float:
+    """P(score of a valid configuration > score of an invalid one), ties 1/2: the area
+    under the ROC curve of ``score`` as a validity detector (Mann-Whitney from tie-averaged
+    ranks).  NaN without both classes."""
+    v = np.asarray(valid, dtype=bool).ravel()
+    p = np.asarray(score, dtype=np.float64).ravel()
+    if v.shape != p.shape:
+        raise ConfigurationError("score", f"{p.size} scores for {v.size} labels")
+    n_pos, n_neg = int(v.sum()), int((~v).sum())
+    if not n_pos or not n_neg:
+        return math.nan
+    r = _average_ranks(p)
+    return float((r[v].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def valid_at_k(valid: Any, score: Any, k: int) -> float:
+    """Share of valid configurations among the ``k`` best-scored (ties broken at random:
+    the expected share)."""
+    v = np.asarray(valid, dtype=bool).ravel()
+    p = np.asarray(score, dtype=np.float64).ravel()
+    if v.shape != p.shape:
+        raise ConfigurationError("score", f"{p.size} scores for {v.size} labels")
+    k = _check_k(k, p.size)
+    return float(np.sum(_top_k_inclusion(p, k)[v]) / k)
+
+
 def _discounts(n: int, k: int) -> np.ndarray:
     d = 1.0 / np.log2(np.arange(n) + 2.0)
     d[k:] = 0.0
@@ -303,6 +345,11 @@ def ndcg_at_k(true: Any, pred: Any, k: int) -> float:
 
 
 # =============================================================================== E3 study
+def extra_metrics(ks: dict[str, int]) -> list[str]:
+    """Metrics over the whole space (not in the paper): what a model knows about validity."""
+    return ["validity_auc", f"valid@{next(iter(ks))}"]
+
+
 @dataclass
 class CostModelStudy:
     """Per-run rows and the summary of the E3 comparison."""
@@ -319,7 +366,8 @@ class CostModelStudy:
 
     @property
     def metrics(self) -> list[str]:
-        return ["pairwise"] + [f"{m}@{s}" for m in ("precision", "ndcg") for s in self.ks]
+        return (["pairwise"] + [f"{m}@{s}" for m in ("precision", "ndcg") for s in self.ks]
+                + extra_metrics(self.ks))
 
     def summary(self) -> list[dict]:
         """Per (n, scenario, metric): runs, median, quartiles, mean."""
@@ -406,6 +454,7 @@ def cost_model_study(data: StudyData, *, sizes: Sequence[int] = DEFAULT_SIZES,
     feature_fn = knob_feature_fn(space)
     tput = data.throughput
     valid = data.valid
+    all_idx = np.arange(data.size, dtype=np.int64)
     total, done = seeds * len(kept), 0
     tic = time.perf_counter()
     for s in range(seeds):
@@ -424,7 +473,8 @@ def cost_model_study(data: StudyData, *, sizes: Sequence[int] = DEFAULT_SIZES,
                                              np.random.default_rng([20241, s, n]),
                                              loss_type=loss_type, num_threads=num_threads)
                     model.fit(idx, tput[idx], plan_size)
-                    pred = model.predict(valid_idx)
+                    score = model.predict(all_idx)
+                    pred = score[valid_idx]
                     row = {"seed": s, "n": n, "scenario": sc, "n_train": int(idx.size),
                            "n_valid_train": int(vmask.sum()), "rounds": model.rounds,
                            "fit_seconds": round(model.fit_seconds, 4),
@@ -433,6 +483,8 @@ def cost_model_study(data: StudyData, *, sizes: Sequence[int] = DEFAULT_SIZES,
                     for suffix, kk in ks.items():
                         row[f"precision@{suffix}"] = precision_at_k(true, pred, kk)
                         row[f"ndcg@{suffix}"] = ndcg_at_k(true, pred, kk)
+                    row["validity_auc"] = validity_auc(valid, score)
+                    row[f"valid@{k}"] = valid_at_k(valid, score, k)
                     out.rows.append(row)
             done += 1
             if on_progress is not None:
@@ -510,4 +562,6 @@ __all__ = [
     "pairwise_accuracy",
     "precision_at_k",
     "top_share_k",
+    "valid_at_k",
+    "validity_auc",
 ]

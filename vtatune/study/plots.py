@@ -82,11 +82,18 @@ def plot_components(e2: dict[str, dict], path: pathlib.Path, title: str) -> path
     plt = _pyplot()
     adj = e2["adjacent"]
     sizes = np.asarray(adj["component_sizes"])
+    null = np.asarray(adj["shuffled"].get("example_sizes") or [])
     fig, ax = plt.subplots(figsize=(6, 4))
     if sizes.size:
-        edges = np.unique(np.round(np.logspace(0, np.log10(sizes.max() + 1), 20)).astype(int))
-        ax.hist(sizes, bins=edges, color="tab:blue", edgecolor="black")
+        top = max(sizes.max(), null.max() if null.size else 1)
+        edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), 20)).astype(int))
+        ax.hist(sizes, bins=edges, color="tab:blue", edgecolor="black", label="measured")
+        if null.size:
+            ax.hist(null, bins=edges, histtype="step", color="tab:grey", lw=2,
+                    label="same count placed at random (one shuffle)")
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no valid configuration", ha="center", transform=ax.transAxes)
     ax.set_xlabel("component size (valid configurations)")
@@ -101,7 +108,7 @@ def plot_cost_model(e3: dict[str, Any], path: pathlib.Path, title: str) -> pathl
     """Each metric against the training-set size: median over seeds, band = quartiles."""
     plt = _pyplot()
     metrics = [m for m in dict.fromkeys(r["metric"] for r in e3["summary"])]
-    cols = min(3, max(1, len(metrics)))
+    cols = min(4, max(1, len(metrics)))
     rows = math.ceil(len(metrics) / cols) if metrics else 1
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     colours = {"S1": "tab:red", "S2": "tab:blue"}
@@ -118,7 +125,8 @@ def plot_cost_model(e3: dict[str, Any], path: pathlib.Path, title: str) -> pathl
                             color=colours[sc], alpha=0.2)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training samples n")
-        ax.set_title(m)
+        whole = m == "validity_auc" or m.startswith("valid@")
+        ax.set_title(f"{m} (whole space)" if whole else f"{m} (valid only)", fontsize=10)
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")

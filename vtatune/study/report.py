@@ -168,6 +168,13 @@ def workload_markdown(res: dict, meta: dict) -> str:
             + (", ".join(f"n={n}: {c}" for n, c in e3["skipped"].items()) or "none")
             + f". Time: {e3['seconds']:.1f} s.")
         lines.append("")
+        lines.append(
+            "Two more rows per n score the model over the *whole* space (not part of the "
+            "paper's protocol): `validity_auc` = probability that a valid configuration scores "
+            f"above an invalid one (ties 1/2), `valid@{next(iter(ks))}` = share of valid "
+            f"configurations among the {next(iter(ks.values()))} best-scored ones. They show "
+            "what S2 gives up by never seeing an invalid configuration.")
+        lines.append("")
         paired = {(p["n"], p["metric"]): p for p in e3["paired"]}
         summ = {(r["n"], r["scenario"], r["metric"]): r for r in e3["summary"]}
         metrics = list(dict.fromkeys(r["metric"] for r in e3["summary"]))
