@@ -160,7 +160,7 @@ def _brief(st) -> dict:
            "report": str(st.report) if st.report else None}
     if st.result:
         r = st.result
-        out.update(e1={k: v for k, v in r["e1"].items() if k != "rows"} | {"rows": r["e1"]["rows"]},
+        out.update(e1=r["e1"],
                    e2={m: {k: v for k, v in g.items() if k != "component_sizes"}
                        for m, g in r["e2"].items()},
                    e3={"summary": r["e3"]["summary"], "paired": r["e3"]["paired"],

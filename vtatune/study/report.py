@@ -167,6 +167,12 @@ def workload_markdown(res: dict, meta: dict) -> str:
               f"configurations are skipped in both scenarios: "
             + (", ".join(f"n={n}: {c}" for n, c in e3["skipped"].items()) or "none")
             + f". Time: {e3['seconds']:.1f} s.")
+        trivial = [s for s, v in ks.items() if v >= e3["n_test"]]
+        if trivial:
+            lines.append("")
+            lines.append(f"Only {e3['n_test']} valid configurations: precision@"
+                         + ", @".join(trivial) + " cover all of them and are 1 by "
+                         "construction.")
         lines.append("")
         lines.append(
             "Two more rows per n score the model over the *whole* space (not part of the "
