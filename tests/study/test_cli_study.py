@@ -120,3 +120,40 @@ def test_default_output_directory_names_the_workload(tmp_path, capsys, monkeypat
     cmd = study_cmd._command(
         cli_main.build_parser().parse_args(["study", "x", "--db", "postgresql://u:pw@h/d"]))
     assert "pw" not in " ".join(cmd) and "postgresql://u:***@h/d" in cmd
+
+
+@pytest.mark.parametrize("pattern", ["none", "all"])
+def test_report_of_a_space_with_no_or_only_valid_configurations(tmp_path, monkeypatch, pattern):
+    """Degenerate spaces still give a complete report (synthetic table, no measurement)."""
+    import numpy as np
+
+    from vtatune.autotune import TuneSummary
+    from vtatune.study import VALID, StudyData, run
+    from vtatune.task import VtaTask
+    task = VtaTask.create(TINY)
+    n = task.space.size
+    label = np.full(n, VALID if pattern == "all" else 0, dtype=np.int8)
+    cost = np.where(label == VALID, 1e-3 + np.arange(n) * 1e-5, np.inf)
+    data = StudyData(task.name, task.workload.spec, task.hw.name, "tsim/x", task.space, 1e9,
+                     label, np.where(label == VALID, 0, 2).astype(np.int16),
+                     np.where(label == VALID, "", "made_up").astype(object), cost)
+    summary = TuneSummary(task.name, task.hw.name, "tsim", "grid", n, runner="tsim/x",
+                          measured=n, resumed=n)
+    monkeypatch.setattr(run, "explore", lambda *a, **k: (summary, data))
+    st = run.study_workload(task, "tsim", db=None, out_dir=tmp_path,
+                            options=run.StudyOptions(seeds=2, sizes=(8,)),
+                            meta=run.run_meta(["study", TINY]))
+    report = _check_report_dir(tmp_path, "tsim/x")
+    e1 = st.result["e1"]
+    if pattern == "none":
+        assert e1["invalid_fraction"] == 1.0 and st.result["best"] is None
+        assert st.result["e2"]["adjacent"]["components"] == 0
+        assert "Not computed" in report
+    else:
+        assert e1["invalid_fraction"] == 0.0 and st.result["best"]["index"] == 0
+        assert st.result["e2"]["adjacent"]["components"] == 1
+        rows = st.result["e3"]["rows"]
+        s1 = [r for r in rows if r["scenario"] == "S1"]
+        s2 = [r for r in rows if r["scenario"] == "S2"]
+        # nothing invalid to keep or remove: both scenarios fit the same data
+        assert [r["pairwise"] for r in s1] == [r["pairwise"] for r in s2]

@@ -130,8 +130,11 @@ def plot_cost_model(e3: dict[str, Any], path: pathlib.Path, title: str) -> pathl
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    if metrics:
+    if metrics and axes.flat[0].get_legend_handles_labels()[0]:
         axes.flat[0].legend(fontsize=8)
+    elif not any(r["runs"] for r in e3["summary"]):
+        fig.text(0.5, 0.5, "not computed: fewer than 2 valid configurations or no "
+                           "training size fits the space", ha="center")
     fig.suptitle(f"{title}: XGB ({e3['loss_type']}) on knob features, "
                  f"{e3['seeds']} seeds, tested on {e3['n_test']} valid configurations",
                  fontsize=10)

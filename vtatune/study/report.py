@@ -151,6 +151,7 @@ def workload_markdown(res: dict, meta: dict) -> str:
     if not e3["summary"] or not any(r["runs"] for r in e3["summary"]):
         lines.append("Not computed: " + (e3.get("note") or "no training size fits the space "
                                           "or fewer than 2 valid configurations") + ".")
+        lines += ["", f"![cost model comparison]({fig['cost_model']})", ""]
     else:
         ks = e3["ks"]
         lines.append(
