@@ -62,6 +62,16 @@ def positive(value: int | None, option: str, *, minimum: int = 1) -> None:
         raise CLIUsageError(f"{option} must be at least {minimum}, got {value}")
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, ``kill``) stops long work as Ctrl-C does: what was measured is
+    stored, then the command exits (130)."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
 def emit_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

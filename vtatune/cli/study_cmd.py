@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-import signal
 import sys
 
 from ..errors import CLIUsageError
@@ -18,6 +17,7 @@ from .common import (
     load_hw,
     opened_db,
     positive,
+    stop_on_sigterm,
 )
 
 
@@ -74,10 +74,6 @@ def _command(args) -> list[str]:
     return argv
 
 
-def _stop_like_ctrl_c(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_study(args) -> int:
     from ..measure.runners import runner_for
     from ..study import StudyOptions, study_workload, write_suite_report
@@ -97,7 +93,7 @@ def cmd_study(args) -> int:
         raise CLIUsageError(f"suite {args.workload} has no workload VTA can run")
     out_dir = pathlib.Path(args.output or f"study-{_safe(args.workload)}")
     meta = run_meta(_command(args))
-    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    stop_on_sigterm()
     studies = []
     interrupted = False
     with opened_db(args) as db:

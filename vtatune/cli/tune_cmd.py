@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
 from ..errors import CLIUsageError
-from .common import (ProgressBar, add_db, add_hw, add_json, add_sync, emit_json, load_hw,
-                     opened_db, positive)
+from .common import (
+    ProgressBar,
+    add_db,
+    add_hw,
+    add_json,
+    add_sync,
+    emit_json,
+    load_hw,
+    opened_db,
+    positive,
+    stop_on_sigterm,
+)
 
 
 def register(sub) -> None:
@@ -105,12 +114,6 @@ def _task(args):
     return VtaTask.create(args.workload, load_hw(args))
 
 
-def _stop_like_ctrl_c(signum, frame) -> None:
-    """SIGTERM (a scheduler, ``kill``) stops a tuning run as Ctrl-C does: the running chunk
-    is stored, then the command exits."""
-    raise KeyboardInterrupt
-
-
 def cmd_tune(args) -> int:
     from ..autotune import tune
     from ..measure.runners import runner_for
@@ -121,7 +124,7 @@ def cmd_tune(args) -> int:
     runner = runner_for(args.target)  # refused before anything is recorded
     tasks = _tasks(args.workload, args)
     model = _validity_model(args)
-    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    stop_on_sigterm()
     out = []
     with opened_db(args) as db:
         for task in tasks:
