@@ -27,6 +27,10 @@ Variants (all XGB, plan 64, AutoTVM v0.14 settings otherwise; ``VARIANTS``):
 * ``learned``      learned screening + validity init + P(valid)-weighted acquisition
 * ``exact``        exact (compile-only) screening + validity init + exact-weighted acquisition
 * ``probe``        probe-then-classify (16 random probes, online classifier, seeded plan)
+* ``learned-knob`` as ``learned`` with a classifier on knob features (the paper's feature set)
+* ``learned-p16``, ``exact-p16``  as ``learned`` / ``exact`` with XGB plan size 16: the first
+                   cost model is fitted after 16 (valid) measurements instead of 64
+* ``xgb-reg-p16``  control: the baseline with plan size 16
 
 The classifier used on a workload never saw that workload's labels: it is trained on the
 compile-only verdicts of every ``--train`` workload except those with the same layer
@@ -73,7 +77,7 @@ DEFAULT_TABLES = ("docs/data/resnet18_tsim.jsonl", "docs/data/deepbench_tsim.jso
                   "docs/data/pynq_4x8_tsim.jsonl")
 DEFAULT_WORKLOADS = tuple(f"resnet18.C{i}" for i in range(2, 12)) + tuple(
     f"deepbench.{i}" for i in (1, 2, 3, 12, 14, 19, 20, 21, 23, 25, 28, 46))
-DEFAULT_CROSS = ("resnet18.C9", "deepbench.3", "resnet18.C11")
+DEFAULT_CROSS = ("resnet18.C7", "resnet18.C9", "resnet18.C11")
 #: itervar columns that are SRAM / micro-op buffer occupancies (> 1 = the compiler rejects
 #: the configuration): not in AutoTVM's loop-nest features, so not in the baseline's
 LEAK_COLUMNS = ("inp_sram_frac", "wgt_sram_frac", "acc_sram_frac", "uop_frac")
@@ -89,6 +93,9 @@ class Variant:
     screen: str = "none"           # none | learned | exact
     init: str = "random"           # random | learned | exact | probe
     acquisition: bool = False      # weight the SA acquisition by P(valid) of the screen
+    classifier: str = "main"       # feature set of the learned classifier: main (--features) | knob
+    plan: int = PLAN_SIZE          # XGB plan_size (refit interval and plan length)
+    probe_features: str = "knob"
     note: str = ""
 
 
@@ -103,6 +110,14 @@ VARIANTS = {v.name: v for v in (
     Variant("exact", "method", screen="exact", init="exact", acquisition=True,
             note="exact screen + validity init + verdict-weighted acquisition"),
     Variant("probe", "method", init="probe", note="probe 16, online rf (knob), seeded plan"),
+    Variant("learned-knob", "method", screen="learned", init="learned", acquisition=True,
+            classifier="knob", note="as learned, classifier on knob features (the paper's)"),
+    Variant("learned-p16", "method", screen="learned", init="learned", acquisition=True, plan=16,
+            note="as learned, XGB plan 16 (first fit after 16 valid measurements)"),
+    Variant("exact-p16", "method", screen="exact", init="exact", acquisition=True, plan=16,
+            note="as exact, XGB plan 16"),
+    Variant("xgb-reg-p16", "sensitivity", plan=16,
+            note="control: the baseline with plan 16 (is the gain the plan size alone?)"),
 )}
 BASELINE = "xgb-reg"
 
@@ -152,8 +167,8 @@ class Oracle:
     verdict: np.ndarray       # compile-only verdict (bool)
     optima: np.ndarray        # indices with the table's minimum cost
     table: str                # which table (hw, name) it came from
-    p_learned: np.ndarray | None = None
-    classifier: dict = field(default_factory=dict)
+    p_learned: dict = field(default_factory=dict)     # classifier features -> P(valid)
+    classifier: dict = field(default_factory=dict)    # classifier features -> description
 
     @property
     def best_cost(self) -> float:
@@ -364,21 +379,23 @@ def run_one(oracle: Oracle, variant: Variant, seed: int, budget: int, *, batch: 
     budget = min(budget, space.size)
     learned = None
     if variant.screen == "learned" or variant.init == "learned":
-        if oracle.p_learned is None:
-            raise BenchError("variants", f"{variant.name} needs a learned classifier for {oracle.name}")
-        learned = LearnedScreen(None, task, threshold, probabilities=oracle.p_learned)
+        p = oracle.p_learned.get(variant.classifier)
+        if p is None:
+            raise BenchError("variants", f"{variant.name} needs a learned classifier "
+                                         f"({variant.classifier}) for {oracle.name}")
+        learned = LearnedScreen(None, task, threshold, probabilities=p)
     exact = ExactScreen(task, verdicts=oracle.verdict) if "exact" in (variant.screen, variant.init) \
         else None
     screen = {"none": None, "learned": learned, "exact": exact}[variant.screen]
     init = None
     if variant.init in ("learned", "exact"):
         src = learned if variant.init == "learned" else exact
-        init = _PlanSized(ValidityInit(src.p_valid, threshold), PLAN_SIZE)
+        init = _PlanSized(ValidityInit(src.p_valid, threshold), variant.plan)
     elif variant.init == "probe":
-        init = _PlanSized(ProbeThenClassify(task, probe_size, features="knob", kind="rf",
-                                            threshold=threshold), PLAN_SIZE)
+        init = _PlanSized(ProbeThenClassify(task, probe_size, features=variant.probe_features,
+                                            kind="rf", threshold=threshold), variant.plan)
     opts = {"loss_type": variant.loss, "feature_fn": feature_fn(oracle, variant.features),
-            "plan_size": PLAN_SIZE}
+            "plan_size": variant.plan}
     if variant.acquisition and screen is not None:
         opts["acquisition_weight"] = screen.acquisition_weight()
 
@@ -414,6 +431,10 @@ def run_one(oracle: Oracle, variant: Variant, seed: int, budget: int, *, batch: 
             "seconds": time.perf_counter() - t0}
 
 
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
 # ----------------------------------------------------------------------------- workers
 _ORACLES: dict = {}
 
@@ -430,7 +451,8 @@ def _job(args):
 
 
 def run_all(oracles: dict, variants, seeds, budget, *, jobs=2, batch=2, threshold=0.5,
-            probe_size=16, progress=print) -> list[dict]:
+            probe_size=16, progress=None) -> list[dict]:
+    progress = progress or _say
     todo = [(k, v, s, budget, batch, threshold, probe_size)
             for k in oracles for v in variants for s in seeds]
     done: list[dict] = []
@@ -613,24 +635,26 @@ def _expand(refs: list[str]) -> list[str]:
     return out
 
 
-def prepare(workloads, hw: HwConfig, tables, *, train_refs, train_hw: HwConfig, need_learned: bool,
-            kind="rf", features="derived", n_estimators=100, per_workload=1000, seed=0,
-            cache_dir=None, progress=print) -> dict:
-    """Oracles (with their leave-one-workload-out classifier probabilities) of ``workloads``."""
+def prepare(workloads, hw: HwConfig, tables, *, train_refs, train_hw: HwConfig,
+            classifiers: dict[str, str], kind="rf", n_estimators=100, per_workload=1000, seed=0,
+            cache_dir=None, progress=None) -> dict:
+    """Oracles of ``workloads`` with the leave-one-workload-out classifier probabilities of
+    each ``classifiers`` entry (name -> feature set)."""
+    progress = progress or _say
     oracles = {}
-    candidates = training_candidates(train_refs, train_hw) if need_learned else []
+    candidates = training_candidates(train_refs, train_hw) if classifiers else []
     for ref in workloads:
         o = make_oracle(ref, hw, tables, cache_dir)
-        if need_learned:
+        for name, feats in classifiers.items():
             p, info = learned_probabilities(o.task.workload, hw, candidates, train_hw, kind=kind,
-                                            features=features, n_estimators=n_estimators,
+                                            features=feats, n_estimators=n_estimators,
                                             per_workload=per_workload, seed=seed,
                                             cache_dir=cache_dir)
             assert layer_id(o.task.workload) not in info["trained_layers"]
-            o.p_learned, o.classifier = p, info
+            o.p_learned[name], o.classifier[name] = p, info
             h = info["held_out"]
-            progress(f"{ref} on {hw.name}: classifier ({len(info['trained_on'])} training workloads, "
-                     f"{info['seconds']:.0f} s) precision {h['precision']:.3f} recall "
+            progress(f"{ref} on {hw.name}: {feats} classifier ({len(info['trained_on'])} training "
+                     f"workloads, {info['seconds']:.0f} s) precision {h['precision']:.3f} recall "
                      f"{h['recall']:.3f}; optimum P(valid) {p[o.optima].min():.3f}")
         oracles[f"{hw.name}|{ref}"] = o
     return oracles
@@ -685,10 +709,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     tables = load_tables(_split(args.tables))
     hw = HwConfig.load(args.hw)
-    need = any(VARIANTS[v].screen == "learned" or VARIANTS[v].init == "learned" for v in variants)
-    common = {"train_refs": _split(args.train), "need_learned": need, "kind": args.kind,
-              "features": args.features, "n_estimators": args.trees,
-              "per_workload": args.per_workload, "cache_dir": args.cache}
+    classifiers = {VARIANTS[v].classifier: (args.features if VARIANTS[v].classifier == "main"
+                                            else VARIANTS[v].classifier)
+                   for v in variants if "learned" in (VARIANTS[v].screen, VARIANTS[v].init)}
+    common = {"train_refs": _split(args.train), "classifiers": classifiers, "kind": args.kind,
+              "n_estimators": args.trees, "per_workload": args.per_workload,
+              "cache_dir": args.cache}
     oracles = prepare(_expand(_split(args.workloads)), hw, tables, train_hw=hw, **common)
     if args.cross_hw:
         xhw = HwConfig.load(args.cross_hw)

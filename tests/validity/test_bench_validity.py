@@ -91,7 +91,7 @@ def test_leave_one_workload_out_split(bench):
 
 def test_run_figures_and_budget_plus_one(bench, tables):
     o = bench.make_oracle("resnet18.C9", HW, tables)
-    o.p_learned = o.verdict.astype(float) * 0.9 + 0.05
+    o.p_learned["main"] = o.verdict.astype(float) * 0.9 + 0.05
     r = bench.run_one(o, bench.VARIANTS["xgb-reg"], 0, 3)
     assert r["measured"] == 3 and not r["reached"] and r["trials_to_best"] == 4
     r = bench.run_one(o, bench.VARIANTS["xgb-reg"], 0, 480)
@@ -101,8 +101,8 @@ def test_run_figures_and_budget_plus_one(bench, tables):
     r = bench.run_one(o, bench.VARIANTS["exact"], 0, 480)
     assert r["reached"] and r["invalid"] == 0 and not r["optimum_screened"]
     # a screen that drops the optimum is reported, and the run counts budget + 1
-    o.p_learned = o.p_learned.copy()
-    o.p_learned[o.optima] = 0.0
+    o.p_learned["main"] = o.p_learned["main"].copy()
+    o.p_learned["main"][o.optima] = 0.0
     r = bench.run_one(o, bench.VARIANTS["learned"], 0, 200)
     assert r["optimum_screened"] and not r["reached"] and r["trials_to_best"] == 201
 
@@ -125,7 +125,7 @@ def test_bench_end_to_end(bench, tmp_path):
             assert k in r
         assert r["trials_to_best"] <= r["budget"] + 1
     for w in rep["workloads"].values():
-        trained = w["classifier"]["trained_on"]
+        trained = w["classifier"]["main"]["trained_on"]
         assert w["name"] not in trained                      # leave-one-workload-out
         if w["name"] == "resnet18.C11":
             assert trained == ["resnet18.C2", "resnet18.C10"]
