@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..db.records import FAILED_COST
-from ..errors import ErrorCategory, MeasureError, UnsupportedError, VtatuneError
+from ..errors import (ErrorCategory, InternalCompilerError, MeasureError, UnsupportedError,
+                      VtatuneError)
 from ..space import ConfigEntity
 from ..task import VtaTask
 from .runners import Runner, compile_config, evaluate
@@ -94,6 +95,9 @@ def measure_one(inp: MeasureInput, on_phase=None) -> MeasureResult:
         prog = build(inp)
     except MeasureError as exc:
         return MeasureResult.failure(exc.category, exc.reason, exc.message, started)
+    except InternalCompilerError as exc:  # a compiler bug, not the configuration's fault
+        return MeasureResult.failure(ErrorCategory.COMPILE_HOST, "build_crashed",
+                                     f"{type(exc).__name__}: {exc}", started)
     except UnsupportedError as exc:
         return MeasureResult.failure(ErrorCategory.UNKNOWN_ERROR, "not_modelled", str(exc), started)
     except VtatuneError as exc:
