@@ -97,3 +97,15 @@ def test_pool_runs_real_measurements_in_order():
         res = pool.measure(inputs)
     direct = [measure_one(i) for i in inputs]
     assert [(r.error_no, r.reason, r.costs) for r in res] == [(d.error_no, d.reason, d.costs) for d in direct]
+
+
+def test_a_compiler_bug_is_a_crashed_build_not_an_invalid_configuration(monkeypatch):
+    from vtatune.errors import InternalCompilerError
+    import vtatune.measure.measure as m
+
+    def broken(task, config):
+        raise InternalCompilerError("frm/to", "a token between load and store")
+    monkeypatch.setattr(m, "compile_config", broken)
+    r = measure_one(mi("resnet18.C10", 203))
+    assert (r.error_no, r.reason) == (ErrorCategory.COMPILE_HOST, "build_crashed")
+    assert "InternalCompilerError" in r.message
