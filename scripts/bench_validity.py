@@ -76,7 +76,7 @@ CROSS_HW = "pynq_4x8_i8w8a32_15_16_16_18"
 DEFAULT_TABLES = ("docs/data/resnet18_tsim.jsonl", "docs/data/deepbench_tsim.jsonl",
                   "docs/data/pynq_4x8_tsim.jsonl")
 DEFAULT_WORKLOADS = tuple(f"resnet18.C{i}" for i in range(2, 12)) + tuple(
-    f"deepbench.{i}" for i in (1, 2, 3, 12, 14, 19, 20, 21, 23, 25, 28, 46))
+    f"deepbench.{i}" for i in (1, 2, 3, 12, 14, 19, 20, 21, 23, 28, 46))
 DEFAULT_CROSS = ("resnet18.C7", "resnet18.C9", "resnet18.C11")
 #: itervar columns that are SRAM / micro-op buffer occupancies (> 1 = the compiler rejects
 #: the configuration): not in AutoTVM's loop-nest features, so not in the baseline's
