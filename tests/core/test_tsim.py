@@ -9,6 +9,7 @@ from vtatune.hardware.config import HwConfig
 from vtatune.hardware.isa import AluOp, MemType
 from vtatune.sim.bundle import load_bundle, run_bundle
 from vtatune.sim.tsim import TimingSimulator, chrome_trace
+from vtatune.measure.runners import run_program
 
 try:
     from .progs import Prog
@@ -124,7 +125,7 @@ def test_virtual_threads_overlap_load_and_compute():
     for oc in (1, 2):
         knobs = dict(tile_b=1, tile_h=14, tile_w=14, tile_ci=1, tile_co=4, oc_nthread=oc, h_nthread=1)
         prog = compile_program(wl, knobs, hw, sync="single")
-        _, res = prog.run(prog.random_inputs(0), "tsim", functional=False)
+        res = run_program(prog, prog.random_inputs(0), "tsim", functional=False).result
         assert res.races == []
         cycles[oc] = res.cycles
     assert cycles[2] < 0.9 * cycles[1]
@@ -143,7 +144,7 @@ def test_trace_has_one_row_per_module():
 
 
 def test_timing_only_mode_keeps_counters_and_timing(ref_dir):
-    from vtatune.sim.targets import create_simulator
+    from vtatune.sim.simulators import create_simulator
     bundle = load_bundle(ref_dir / "C10_203.npz")
     full = create_simulator("tsim", bundle.hw, bundle.to_dram()).run(bundle.insn_addr, bundle.insn_count)
     fast = create_simulator("tsim", bundle.hw, bundle.to_dram(), functional=False).run(
