@@ -45,6 +45,7 @@ import numpy as np
 from ..errors import ValidityModelError
 from ..hardware.config import HwConfig
 from ..space import ConfigSpace, SpaceError, space_for
+from ..space.indexing import digits_of
 from ..workloads.workload import CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, Workload
 
 FEATURE_SETS = ("knob", "derived")
@@ -110,17 +111,6 @@ def feature_names(template: str, kind: str, knob_names: Sequence[str] | None = N
         from ..space import CONV_KNOBS, DENSE_KNOBS
         knob_names = DENSE_KNOBS if template == DENSE else CONV_KNOBS
     return tuple(n for k in knob_names for n in (k, f"{k}_idx"))
-
-
-def digits_of(indices: np.ndarray, dims: Sequence[int]) -> np.ndarray:
-    """``ConfigSpace.point2knob`` for many indices: an ``(m, len(dims))`` int64 matrix (the
-    first knob is the least-significant digit, as in AutoTVM)."""
-    idx = np.asarray(indices, dtype=np.int64).copy()
-    out = np.empty((idx.shape[0], len(dims)), dtype=np.int64)
-    for j, d in enumerate(dims):
-        out[:, j] = idx % d
-        idx //= d
-    return out
 
 
 def check_indices(space: ConfigSpace, indices) -> np.ndarray:
