@@ -519,8 +519,13 @@ def summarise(runs: list[dict], baseline: str = BASELINE) -> dict:
             rs = [x for x in runs if x["hw"] == hw and x["variant"] == v]
             norm = [x["trials_to_best"] / base[(hw, x["workload"])]["median"]
                     for x in rs if (hw, x["workload"]) in base]
+            base_runs = [x for x in runs if x["hw"] == hw and x["variant"] == baseline
+                         and x["workload"] in {r["workload"] for r in sel}]
+            total = (sum(x["trials_to_best"] for x in rs) / sum(x["trials_to_best"] for x in base_runs)
+                     if base_runs and len(base_runs) == len(rs) else math.nan)
             overall[f"{hw}|{v}"] = {
                 "hw": hw, "variant": v, "workloads": len(sel), "runs": len(rs),
+                "total_ratio": total,
                 "ratio_median": float(np.median(rat)) if rat else math.nan,
                 "ratio_q25": _q(rat, 25), "ratio_q75": _q(rat, 75),
                 "ratio_geomean": float(np.exp(np.mean(np.log(rat)))) if rat else math.nan,
@@ -540,36 +545,44 @@ def fmt(x, d=2):
     return f"{x:.{d}f}"
 
 
-def markdown(summary: dict, variants, oracles: dict) -> str:
+def markdown(summary: dict, variants, info: dict) -> str:
+    """Markdown tables: per workload (compact: the baseline's measurements-to-best and each
+    variant's ratio) and overall.  ``info``: key -> {"name", "hw", "space", "valid"}."""
     lines = []
     for hw in sorted({r["hw"] for r in summary["per_workload"]}):
-        lines += [f"### {hw}: per workload", "",
-                  ("measurements-to-best: median [q25–q75] over seeds; ratio = median / median of "
-                  f"{BASELINE}; inv = mean invalid measurements before the optimum; reach = share "
-                  "of runs measuring the optimum within the budget; scr = share of runs whose "
-                  "screen dropped the optimum"), ""]
-        head = "| workload | valid/space | " + " | ".join(variants) + " |"
-        lines += [head, "|" + " --- |" * (len(variants) + 2)]
         rows = [r for r in summary["per_workload"] if r["hw"] == hw]
+        shown = [v for v in variants if v != BASELINE]
+        lines += [f"#### {hw}: per workload", "",
+                  (f"`{BASELINE}`: median [q25–q75] of measurements-to-best over seeds and mean "
+                   "invalid measurements before the optimum. Other columns: median / median of "
+                   f"`{BASELINE}`, then mean invalid measurements; `reach` = share of runs that "
+                   "measured the optimum within the budget (shown when < 1), `scr` = share of "
+                   "runs whose screen dropped the optimum (shown when > 0)."), "",
+                  "| workload | valid / space | " + BASELINE + " | " + " | ".join(shown) + " |",
+                  "|" + " --- |" * (len(shown) + 3)]
         for wl in sorted({r["workload"] for r in rows}, key=_natural):
-            o = next(o for o in oracles.values() if o.name == wl and o.task.hw.name == hw)
-            cells = []
-            for v in variants:
+            w = next(x for x in info.values() if x["name"] == wl and x["hw"] == hw)
+            b = next(r for r in rows if r["workload"] == wl and r["variant"] == BASELINE)
+            cells = [f"{b['median']:.0f} [{b['q25']:.0f}–{b['q75']:.0f}], {b['invalid_mean']:.0f} inv"]
+            for v in shown:
                 r = next((r for r in rows if r["workload"] == wl and r["variant"] == v), None)
                 if r is None:
                     cells.append("")
                     continue
-                c = f"{r['median']:.0f} [{r['q25']:.0f}–{r['q75']:.0f}]"
-                if v != BASELINE:
-                    c += f" **{r['ratio_median']:.2f}**"
-                c += f" inv {r['invalid_mean']:.0f} reach {r['reached']:.2f}"
+                c = f"{r['ratio_median']:.2f}, {r['invalid_mean']:.0f}"
+                if r["reached"] < 1:
+                    c += f", reach {r['reached']:.2f}"
                 if r["optimum_screened"]:
-                    c += f" scr {r['optimum_screened']:.2f}"
+                    c += f", scr {r['optimum_screened']:.2f}"
                 cells.append(c)
-            lines.append(f"| {wl} | {o.n_valid}/{o.task.space.size} | " + " | ".join(cells) + " |")
-        lines += ["", f"### {hw}: overall", "",
-                  ("| variant | ratio: median over workloads [q25–q75] | geomean | pooled runs | "
-                   "mean-based | invalid / run | reach | optimum screened |"),
+            lines.append(f"| {wl} | {w['valid']} / {w['space']} | " + " | ".join(cells) + " |")
+        lines += ["", f"#### {hw}: overall", "",
+                  ("Ratios to `" + BASELINE + "`: median over workloads of the per-workload "
+                   "median ratio [q25–q75 over workloads]; geometric mean of those ratios; "
+                   "pooled = median over all runs of (run / its workload's baseline median); "
+                   "total = all runs' measurements-to-best summed / the baseline's sum."), "",
+                  ("| variant | median ratio [q25–q75] | geomean | pooled | total | "
+                   "invalid / run | reach | optimum screened |"),
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for v in variants:
             o = summary["overall"].get(f"{hw}|{v}")
@@ -577,7 +590,7 @@ def markdown(summary: dict, variants, oracles: dict) -> str:
                 continue
             lines.append(f"| {v} | {fmt(o['ratio_median'], 3)} [{fmt(o['ratio_q25'])}–"
                          f"{fmt(o['ratio_q75'])}] | {fmt(o['ratio_geomean'], 3)} | "
-                         f"{fmt(o['pooled_run_ratio_median'], 3)} | {fmt(o['ratio_mean_of_means'], 3)} | "
+                         f"{fmt(o['pooled_run_ratio_median'], 3)} | {fmt(o['total_ratio'], 3)} | "
                          f"{o['invalid_mean']:.1f} | {o['reached']:.3f} | {o['optimum_screened']:.3f} |")
         lines.append("")
     return "\n".join(lines)
@@ -686,12 +699,20 @@ def main(argv=None) -> int:
                     help="training configurations per workload (random subsample; 0 = all)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vtatune-bench-validity"))
-    ap.add_argument("--json", default=None, metavar="FILE", help="write the full report as JSON")
+    ap.add_argument("--json", default=None, metavar="FILE",
+                    help="write the full report as JSON (every run)")
+    ap.add_argument("--summary", default=None, metavar="FILE",
+                    help="write the report without the runs as JSON")
+    ap.add_argument("--report", default=None, metavar="FILE",
+                    help="only re-render the Markdown of a saved --json report")
     ap.add_argument("-o", "--output", default=None, help="write the Markdown tables")
     ap.add_argument("--build-table", default=None, metavar="WORKLOAD")
     ap.add_argument("--sync", default="tvm-0.14")
     args = ap.parse_args(argv)
 
+    if args.report:
+        print(rerender(args.report, args.output))
+        return 0
     if args.build_table:
         if not args.output:
             raise BenchError("output", "--build-table needs -o FILE.jsonl")
@@ -723,26 +744,42 @@ def main(argv=None) -> int:
     runs = run_all(oracles, variants, list(range(args.seeds)), args.budget, jobs=args.jobs,
                    batch=args.batch, threshold=args.threshold, probe_size=args.probe)
     summary = summarise(runs)
-    md = markdown(summary, variants, oracles)
+    info = {k: {"name": o.name, "hw": o.task.hw.name, "table": o.table,
+                "space": o.task.space.size, "valid": o.n_valid, "optima": o.optima.tolist(),
+                "best_cost_s": o.best_cost,
+                "classifier": {n: {k2: v2 for k2, v2 in c.items() if k2 != "trained_layers"}
+                               for n, c in o.classifier.items()}}
+            for k, o in oracles.items()}
+    md = markdown(summary, variants, info)
     seconds = time.perf_counter() - t0
     print(md)
     print(f"{len(runs)} runs in {seconds:.0f} s")
     if args.output:
         pathlib.Path(args.output).write_text(md + "\n")
-    if args.json:
-        report = {"args": vars(args), "variants": {v: asdict(VARIANTS[v]) for v in variants},
-                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                              "python": sys.version.split()[0]},
-                  "seconds": seconds,
-                  "workloads": {k: {"name": o.name, "hw": o.task.hw.name, "table": o.table,
-                                    "space": o.task.space.size, "valid": o.n_valid,
-                                    "optima": o.optima.tolist(), "best_cost_s": o.best_cost,
-                                    "classifier": o.classifier} for k, o in oracles.items()},
-                  "summary": summary, "runs": runs}
-        with open(args.json, "w") as f:
+    report = {"args": vars(args), "variants": {v: asdict(VARIANTS[v]) for v in variants},
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "python": sys.version.split()[0]},
+              "seconds": seconds, "workloads": info, "summary": summary}
+    if args.summary:
+        with open(args.summary, "w") as f:
             json.dump(report, f, indent=1, default=float)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**report, "runs": runs}, f, default=float)
     return 0
 
+
+def rerender(path: str, output: str | None = None) -> str:
+    """The Markdown tables of a saved ``--json`` report (summary recomputed from its runs)."""
+    with open(path) as f:
+        rep = json.load(f)
+    if "runs" not in rep:
+        raise BenchError("report", f"{path} holds no runs (write it with --json)")
+    variants = list(rep["variants"])
+    md = markdown(summarise(rep["runs"]), variants, rep["workloads"])
+    if output:
+        pathlib.Path(output).write_text(md + "\n")
+    return md
 
 if __name__ == "__main__":
     sys.exit(main())

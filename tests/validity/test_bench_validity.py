@@ -114,7 +114,7 @@ def test_bench_end_to_end(bench, tmp_path):
                      "--cross-hw", "", "--jobs", "1", "--train", "resnet18.C2,resnet18.C10,resnet18.C11",
                      "--trees", "15", "--per-workload", "300", "--tables", str(TABLE),
                      "--variants", "xgb-reg,learned,exact,probe", "--cache", str(tmp_path / "c"),
-                     "--json", str(out), "-o", str(md)])
+                     "--json", str(out), "--summary", str(tmp_path / "s.json"), "-o", str(md)])
     assert rc == 0
     rep = json.loads(out.read_text())
     assert {r["variant"] for r in rep["runs"]} == {"xgb-reg", "learned", "exact", "probe"}
@@ -139,6 +139,8 @@ def test_bench_end_to_end(bench, tmp_path):
         assert 0 <= o["optimum_screened"] <= 1
     assert ov[f"{HW.name}|exact"]["invalid_mean"] == 0
     assert "| resnet18.C9 |" in md.read_text()
+    assert "runs" not in json.loads((tmp_path / "s.json").read_text())
+    assert bench.rerender(str(out)) + "\n" == md.read_text()   # re-rendered from the runs
     with pytest.raises(ConfigurationError) as e:
         bench.main(["--variants", "xgb-reg,magic", "--cross-hw", ""])
     assert e.value.field == "variants"
