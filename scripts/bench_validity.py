@@ -82,6 +82,7 @@ DEFAULT_CROSS = ("resnet18.C7", "resnet18.C9", "resnet18.C11")
 #: the configuration): not in AutoTVM's loop-nest features, so not in the baseline's
 LEAK_COLUMNS = ("inp_sram_frac", "wgt_sram_frac", "acc_sram_frac", "uop_frac")
 PLAN_SIZE = 64
+WITHIN = (100, 200)   # robustness: share of runs that measure the optimum within these budgets
 
 
 @dataclass(frozen=True)
@@ -500,6 +501,7 @@ def summarise(runs: list[dict], baseline: str = BASELINE) -> dict:
                      "budget": rs[0]["budget"],
                      "median": float(np.median(t)), "q25": _q(t, 25), "q75": _q(t, 75),
                      "mean": float(np.mean(t)), "reached": float(np.mean([r["reached"] for r in rs])),
+                     **{f"within_{k}": float(np.mean([x <= k for x in t])) for k in WITHIN},
                      "invalid_median": float(np.median(inv)), "invalid_mean": float(np.mean(inv)),
                      "optimum_screened": float(np.mean([r["optimum_screened"] for r in rs])),
                      "screened_median": float(np.median([r["screened"] for r in rs]))})
@@ -533,6 +535,8 @@ def summarise(runs: list[dict], baseline: str = BASELINE) -> dict:
                 "pooled_run_ratio_median": float(np.median(norm)) if norm else math.nan,
                 "invalid_mean": float(np.mean([x["invalid"] for x in rs])),
                 "reached": float(np.mean([x["reached"] for x in rs])),
+                **{f"within_{k}": float(np.mean([x["trials_to_best"] <= k for x in rs]))
+                   for k in WITHIN},
                 "optimum_screened": float(np.mean([x["optimum_screened"] for x in rs])),
                 "workloads_optimum_screened": sorted({x["workload"] for x in rs if x["optimum_screened"]}),
             }
@@ -580,10 +584,12 @@ def markdown(summary: dict, variants, info: dict) -> str:
                   ("Ratios to `" + BASELINE + "`: median over workloads of the per-workload "
                    "median ratio [q25–q75 over workloads]; geometric mean of those ratios; "
                    "pooled = median over all runs of (run / its workload's baseline median); "
-                   "total = all runs' measurements-to-best summed / the baseline's sum."), "",
+                   "total = all runs' measurements-to-best summed / the baseline's sum; "
+                   f"reach = share of runs measuring the optimum within the budget, within "
+                   f"{WITHIN[0]} / {WITHIN[1]} measurements."), "",
                   ("| variant | median ratio [q25–q75] | geomean | pooled | total | "
-                   "invalid / run | reach | optimum screened |"),
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                   f"invalid / run | reach | ≤ {WITHIN[0]} | ≤ {WITHIN[1]} | optimum screened |"),
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for v in variants:
             o = summary["overall"].get(f"{hw}|{v}")
             if not o:
@@ -591,7 +597,9 @@ def markdown(summary: dict, variants, info: dict) -> str:
             lines.append(f"| {v} | {fmt(o['ratio_median'], 3)} [{fmt(o['ratio_q25'])}–"
                          f"{fmt(o['ratio_q75'])}] | {fmt(o['ratio_geomean'], 3)} | "
                          f"{fmt(o['pooled_run_ratio_median'], 3)} | {fmt(o['total_ratio'], 3)} | "
-                         f"{o['invalid_mean']:.1f} | {o['reached']:.3f} | {o['optimum_screened']:.3f} |")
+                         f"{o['invalid_mean']:.1f} | {o['reached']:.3f} | "
+                         f"{o[f'within_{WITHIN[0]}']:.3f} | {o[f'within_{WITHIN[1]}']:.3f} | "
+                         f"{o['optimum_screened']:.3f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -711,7 +719,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     if args.report:
-        print(rerender(args.report, args.output))
+        print(rerender(args.report, args.output, args.summary))
         return 0
     if args.build_table:
         if not args.output:
@@ -769,16 +777,23 @@ def main(argv=None) -> int:
     return 0
 
 
-def rerender(path: str, output: str | None = None) -> str:
-    """The Markdown tables of a saved ``--json`` report (summary recomputed from its runs)."""
+def rerender(path: str, output: str | None = None, summary_path: str | None = None) -> str:
+    """The Markdown tables of a saved ``--json`` report (summary recomputed from its runs);
+    with ``summary_path`` also the report without its runs."""
     with open(path) as f:
         rep = json.load(f)
     if "runs" not in rep:
         raise BenchError("report", f"{path} holds no runs (write it with --json)")
     variants = list(rep["variants"])
-    md = markdown(summarise(rep["runs"]), variants, rep["workloads"])
+    summary = summarise(rep["runs"])
+    md = markdown(summary, variants, rep["workloads"])
     if output:
         pathlib.Path(output).write_text(md + "\n")
+    if summary_path:
+        out = {k: v for k, v in rep.items() if k != "runs"}
+        out["summary"] = summary
+        with open(summary_path, "w") as f:
+            json.dump(out, f, indent=1, default=float)
     return md
 
 if __name__ == "__main__":
