@@ -159,3 +159,21 @@ def test_screened_configurations_are_predicted_records_only(tmp_path):
     assert sorted(labels.indices.tolist()) == sorted(r.config_index for r in measured)
     db.close()
     assert math.isfinite(s.best_cost)
+
+
+def test_the_seeded_plan_has_the_tuners_plan_size_even_with_small_batches():
+    space = grid_space()
+    asked = []
+
+    class Seed:
+        def probe(self, space, rng):
+            return []
+
+        def first_batch(self, space, n, rng, probed):
+            asked.append(n)
+            return list(range(200, 200 + n))
+    measure = Recorder()
+    search(lambda hook: create_tuner("ga", space, seed=0, init=hook, pop_size=24), measure, 30,
+           batch=4, init=Seed(), space=space)
+    assert asked == [24]
+    assert [i for c in measure.calls for i in c][:24] == list(range(200, 224))

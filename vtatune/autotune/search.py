@@ -108,11 +108,11 @@ def search(make_tuner: MakeTuner, measure: Measure, budget: int, *, batch: int =
             account(probed)
             if on_measured:
                 on_measured(probed)
-        seeded = init.first_batch(space, batch, rng, probed)
-        seeded = [i for i in seeded if i not in seen]
+        probed_now = list(probed)
 
-        def hook(space, n, _rng, seeded=seeded):
-            return seeded[:n]
+        def hook(_space, n, _rng):
+            # n is the tuner's own first plan (plan_size for xgb), not the loop's batch
+            return [i for i in init.first_batch(space, n, rng, probed_now) if i not in seen][:n]
     tuner = make_tuner(hook)
     if resumed:
         tuner.update(resumed)
