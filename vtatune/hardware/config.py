@@ -359,7 +359,10 @@ class HwConfig:
 
 
 def _hw_dir():
-    return resources.files("vtatune._hw")
+    try:
+        return resources.files("vtatune._hw")
+    except ModuleNotFoundError:  # a source checkout that was never installed: the hw/ folder
+        return resources.files("vtatune").joinpath("..", "hw")
 
 
 def shipped_configs() -> list[str]:

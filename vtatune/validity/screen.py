@@ -22,6 +22,7 @@ Both have ``p_valid(indices)`` (``ExactScreen``: 0.0 / 1.0), usable as the valid
 """
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import numpy as np
@@ -49,14 +50,15 @@ def _check_task(task):
     return task
 
 
-class _ScreenBase:
+class _ScreenBase(abc.ABC):
     """Shared parts: the threshold rule and the XGB acquisition weight."""
 
     threshold: float
     task: object
 
-    def p_valid(self, indices) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def p_valid(self, indices) -> np.ndarray:
+        """P(valid) of each index."""
 
     def keep(self, indices) -> np.ndarray:
         """Bool mask over ``indices``: True = measure (P(valid) >= threshold)."""
