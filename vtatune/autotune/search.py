@@ -10,7 +10,6 @@ tuner through its ``init`` hook; the probed outcomes are told to the tuner right
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
@@ -147,11 +146,3 @@ def search(make_tuner: MakeTuner, measure: Measure, budget: int, *, batch: int =
     if not told_probe:
         tuner.update(probed)
     return res
-
-
-def trials_to(target_index: int, result: SearchResult, *, offset: int = 0) -> float:
-    """Measurement number at which ``target_index`` was measured (``inf`` if never)."""
-    for n, o in enumerate(result.outcomes, 1):
-        if o.index == target_index:
-            return n + offset
-    return math.inf

@@ -97,9 +97,6 @@ class VtaTask:
     def config(self, index: int) -> ConfigEntity:
         return self.space.get(index)
 
-    def with_sync(self, sync: str) -> "VtaTask":
-        return self if sync == self.sync else VtaTask(self.workload, self.hw, sync)
-
     # ------------------------------------------------------------------ records
     def record(self, config: ConfigEntity | Mapping[str, Any], *, costs: Sequence[float] = (),
                error_no: int = 0, all_cost: float = 0.0, timestamp: float | None = None,
