@@ -54,8 +54,9 @@ def test_default_load_is_pynq_1x16():
     hw = HwConfig.load()
     assert hw.name == "pynq_1x16_i8w8a32_15_15_18_17"
     assert hw.bitstream == "1x16_i8w8a32_15_15_18_17"   # §1.4 default BITSTREAM
-    vta_fields = {k: v for k, v in hw.to_dict().items() if k != "timing"}
+    vta_fields = {k: v for k, v in hw.to_dict().items() if k not in ("timing", "acc_load_pad")}
     assert vta_fields == DEFAULT_JSON          # VTA's own fields unchanged
+    assert hw.to_dict()["acc_load_pad"] is False   # the published bitstream's revision
     assert hw.to_dict()["timing"]["mem_latency"] == hw.timing.mem_latency
     assert HwConfig.load(None) == hw
     assert HwConfig.load(DEFAULT_NAME) == hw
@@ -277,7 +278,7 @@ def test_load_from_json_path(tmp_path):
     path.write_text(json.dumps(data, indent=2))
     hw = HwConfig.load(str(path))
     assert hw.name == "ultra96_1x16_i8w8a32_15_15_18_17"
-    assert hw.to_dict() == data
+    assert hw.to_dict() == {**data, "acc_load_pad": False}   # a VTA file: the default revision
     shipped = HwConfig.load("ultra96_1x16_i8w8a32_15_15_18_17")
     # same VTA configuration; the shipped file adds its timing section
     assert (hw.name, hw.derived) == (shipped.name, shipped.derived)
@@ -301,7 +302,7 @@ def test_load_bad_json_file(tmp_path):
 def test_to_dict_from_dict_round_trip(name, tmp_path):
     hw = HwConfig.load(name)
     d = hw.to_dict()
-    assert set(d) - {"timing"} == set(DEFAULT_JSON)
+    assert set(d) - {"timing"} == set(DEFAULT_JSON) | {"acc_load_pad"}
     again = HwConfig.from_dict(d)
     assert again == hw
     assert again.name == hw.name
@@ -310,3 +311,65 @@ def test_to_dict_from_dict_round_trip(name, tmp_path):
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(d))
     assert HwConfig.load(str(path)) == hw
+
+
+# ----------------------------------------------------------------------------- ACC-load revision
+# Which HLS revision each shipped file describes (docs/hardware.md): the published PYNQ and
+# Ultra96 bitstreams were built before tvm-vta 6096ca0 (ACC pads ignored); a ZCU104
+# bitstream can only be built from sources that have it; the DE10-Nano is the Chisel design,
+# whose TensorLoad pads ACC like INP.
+SHIPPED_ACC_PAD = {
+    "de10nano_1x16_i8w8a32_15_15_18_17": True,
+    "pynq_1x16_i8w8a32_15_15_18_17": False,
+    "pynq_4x8_i8w8a32_15_16_16_18": False,
+    "ultra96_1x16_i8w8a32_15_15_18_17": False,
+    "zcu104_1x16_i8w8a32_15_15_18_17": True,
+}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_acc_load_pad(name):
+    hw = HwConfig.load(name)
+    assert hw.acc_load_pad is SHIPPED_ACC_PAD[name]
+    # the shipped file states it explicitly
+    import vtatune.hardware.config as cfg
+    assert cfg._read_shipped(name)["acc_load_pad"] is SHIPPED_ACC_PAD[name]
+
+
+def test_acc_load_pad_defaults_to_the_published_bitstreams():
+    assert "acc_load_pad" not in DEFAULT_JSON      # an upstream vta_config.json
+    assert HwConfig.from_dict(DEFAULT_JSON).acc_load_pad is False
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_acc_load_pad_round_trips_through_json(value, tmp_path):
+    hw = HwConfig.from_dict({**DEFAULT_JSON, "acc_load_pad": value})
+    assert hw.acc_load_pad is value
+    d = hw.to_dict()
+    assert d["acc_load_pad"] is value
+    text = json.dumps(d)
+    assert f'"acc_load_pad": {"true" if value else "false"}' in text
+    assert HwConfig.from_dict(json.loads(text)) == hw
+    path = tmp_path / "rev.json"
+    path.write_text(text)
+    again = HwConfig.load(str(path))
+    assert again == hw and again.acc_load_pad is value
+
+
+def test_acc_load_pad_is_part_of_the_identity():
+    base = HwConfig.from_dict(DEFAULT_JSON)
+    padded = HwConfig.from_dict({**DEFAULT_JSON, "acc_load_pad": True})
+    # same VTA name (the revision is not in the bitstream string) ...
+    assert padded.name == base.name and padded.derived == base.derived
+    # ... but a different configuration, as a different timing section would make it
+    assert padded != base
+    assert len({base, padded}) == 2
+    assert hash(HwConfig.from_dict({**DEFAULT_JSON, "acc_load_pad": True})) == hash(padded)
+    assert HwConfig.from_dict({**DEFAULT_JSON, "acc_load_pad": False}) == base
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", "false", None, [], {}, 1.0])
+def test_acc_load_pad_must_be_a_json_boolean(value):
+    with pytest.raises(ConfigurationError) as ei:
+        HwConfig.from_dict({**DEFAULT_JSON, "acc_load_pad": value})
+    assert ei.value.field == "acc_load_pad"

@@ -30,6 +30,13 @@ VTA_KEYS = (
 )
 #: Optional vtatune sections next to VTA's keys (VTA's own fields stay unchanged).
 EXTRA_SECTIONS = ("queues", "timing")
+#: Optional vtatune flags (JSON booleans) naming a revision of the HLS design.
+#: ``acc_load_pad``: the compute module honours the padding fields of LOAD ACC
+#: (``load_pad_2d``, apache/tvm-vta commit 6096ca0, Dec 2020) instead of ignoring them
+#: (``load_2d``, every earlier revision and the published PYNQ bitstreams; docs/hardware.md).
+EXTRA_FLAGS = ("acc_load_pad",)
+#: Value of each flag when a file leaves it out: the published bitstreams' behaviour.
+FLAG_DEFAULTS = {"acc_load_pad": False}
 
 DEFAULT_NAME = "pynq_1x16_i8w8a32_15_15_18_17"
 SUPPORTED_HW_VER = "0.0.2"
@@ -79,6 +86,8 @@ class HwConfig:
     queues: Queues = field(default_factory=Queues)
     #: tsim's parameters as data; their cost model is vtatune.sim.timing.Timing
     timing: TimingParams = field(default_factory=TimingParams)
+    #: HLS revision: LOAD ACC honours its padding fields (tvm-vta 6096ca0 and later)
+    acc_load_pad: bool = False
     source: str = field(default="<dict>", compare=False)
 
     # ------------------------------------------------------------------ construction
@@ -89,7 +98,7 @@ class HwConfig:
         for key in data:
             if not isinstance(key, str):
                 raise ConfigurationError("<root>", f"{source}: keys must be strings, got {brief_repr(key)}")
-            if key not in VTA_KEYS and key not in EXTRA_SECTIONS:
+            if key not in VTA_KEYS and key not in EXTRA_SECTIONS and key not in EXTRA_FLAGS:
                 raise ConfigurationError(key, f"unknown key in {source}")
         for key in VTA_KEYS:
             if key not in data:
@@ -115,7 +124,14 @@ class HwConfig:
                         f"queues.{key}", f"must be an integer in [1, {MAX_QUEUE_DEPTH}], got {brief_repr(value)}")
             queues = Queues(**q)
         timing = TimingParams.from_mapping(data["timing"]) if "timing" in data else TimingParams()
-        return cls(**{k.lower(): data[k] for k in VTA_KEYS}, queues=queues, timing=timing, source=source)
+        flags = {}
+        for key in EXTRA_FLAGS:
+            value = data.get(key, FLAG_DEFAULTS[key])
+            if not isinstance(value, bool):  # JSON true/false only: 0/1 would be ambiguous
+                raise ConfigurationError(key, f"must be true or false, got {brief_repr(value)}")
+            flags[key] = value
+        return cls(**{k.lower(): data[k] for k in VTA_KEYS}, queues=queues, timing=timing,
+                   **flags, source=source)
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike | None = None) -> "HwConfig":
@@ -133,8 +149,11 @@ class HwConfig:
             "hw", f"no shipped configuration or file named {text!r}; shipped: {', '.join(shipped)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration in VTA's ``vta_config.json`` form (plus non-default sections)."""
+        """The configuration in VTA's ``vta_config.json`` form, plus vtatune's revision flags
+        (always, they change what the hardware computes) and non-default sections."""
         out: dict[str, Any] = {k: getattr(self, k.lower()) for k in VTA_KEYS}
+        for key in EXTRA_FLAGS:
+            out[key] = getattr(self, key)
         if self.queues != Queues():
             out["queues"] = dict(vars(self.queues))
         if self.timing != TimingParams():
@@ -146,6 +165,8 @@ class HwConfig:
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        if not isinstance(self.acc_load_pad, bool):
+            raise ConfigurationError("acc_load_pad", f"must be true or false, got {brief_repr(self.acc_load_pad)}")
         if self.target not in PLATFORMS:
             raise ConfigurationError("TARGET", f"unknown target {brief_repr(self.target)}; known: {', '.join(PLATFORMS)}")
         if self.hw_ver == "0.0.1":

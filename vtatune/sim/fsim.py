@@ -149,7 +149,12 @@ class FunctionalSimulator:
         route = np.where(op == Opcode.STORE, 2,
                          np.where((op == Opcode.LOAD) & ((mt == MemType.INP) | (mt == MemType.WGT)), 0, 1))
         pads = mem["y_pad_0"] | mem["y_pad_1"] | mem["x_pad_0"] | mem["x_pad_1"]
-        noop = ((op == Opcode.LOAD) | (op == Opcode.STORE)) & (xs == 0) & ((mt != MemType.INP) | (pads == 0))
+        # A load that zero-fills its padding writes SRAM even with x_size 0: INP always, ACC
+        # on the revisions with load_pad_2d in compute (HwConfig.acc_load_pad).
+        padded = mt == MemType.INP
+        if self.hw.acc_load_pad:
+            padded = padded | ((op == Opcode.LOAD) & (mt == MemType.ACC))
+        noop = ((op == Opcode.LOAD) | (op == Opcode.STORE)) & (xs == 0) & (~padded | (pads == 0))
         noop |= op > Opcode.ALU  # unknown opcodes: compute only honours their flags
         flags = (mem["pop_prev"] | (mem["pop_next"] << 1) | (mem["push_prev"] << 2) | (mem["push_next"] << 3))
         table = {}
@@ -340,18 +345,32 @@ class FunctionalSimulator:
             self._plan_elems = 0
             c["uop_load_nbytes"] += xs * ys * 4
         elif mt == MemType.ACC:
-            # HLS load_2d: ACC padding fields are ignored; the OUT shadow is not updated.
+            # The OUT shadow is not updated.  Padding: HwConfig.acc_load_pad (docs/hardware.md)
+            # - False: HLS load_2d (published bitstreams): pads ignored, rows packed densely;
+            # - True: HLS load_pad_2d (tvm-vta 6096ca0 on): zero rows/columns as for INP.
             e = hw.acc_elem_bytes
-            total = xs * ys
+            if hw.acc_load_pad:
+                xp0, yp0 = insn.x_pad_0, insn.y_pad_0
+                xw = xp0 + xs + insn.x_pad_1
+                rows = yp0 + ys + insn.y_pad_1
+            else:
+                xp0 = yp0 = 0
+                xw, rows = xs, ys
+            total = xw * rows
             self._sram_check(idx, "sram_base", insn.sram_base, total, hw.acc_buff_depth, "ACC")
             if total == 0:
                 return
             self._charge(idx, total)
-            data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
-                                  "LOAD ACC")
-            s.acc[insn.sram_base:insn.sram_base + total] = \
-                np.ascontiguousarray(data).view("<i4").reshape(total, hw.batch, hw.block_out)
-            c["acc_load_nbytes"] += total * e
+            view = s.acc[insn.sram_base:insn.sram_base + total].reshape(rows, xw, hw.batch, hw.block_out)
+            if total != xs * ys:
+                view[...] = 0
+            if xs and ys:
+                data = self.dram.rows(insn.dram_base * e, ys, xs * e, insn.x_stride * e,
+                                      "LOAD ACC")
+                view[yp0:yp0 + ys, xp0:xp0 + xs] = \
+                    np.ascontiguousarray(data).view("<i4").reshape(ys, xs, hw.batch, hw.block_out)
+            if xs:
+                c["acc_load_nbytes"] += xs * ys * e
         elif mt == MemType.ACC_8BIT:
             # The HLS compute module has no branch for ACC_8BIT: nothing moves.  The counter
             # still counts it at the ACC size, as the VTA simulator's profiler does.
