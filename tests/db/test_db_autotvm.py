@@ -322,3 +322,146 @@ def test_pick_best_writes_one_best_line_per_workload(tmp_path, db):
     # C2: the TopHub line (0.00398 s) beats 0.00412 s, 0.0042 s and 0.0061 s; C5 has one line
     assert out.read_text(encoding="utf-8") == recs[1].raw + "\n" + recs[3].raw + "\n"
     assert pick_best(db, out, hw="pynq_4x8_i8w8a32_15_16_16_18") == 0
+
+
+# ---------------------------------------------------------------------- older signatures
+HW48 = "pynq_4x8_i8w8a32_15_16_16_18"
+# TopHub's 4x8 ResNet-18 form: an output layout between layout and out_dtype
+EIGHT_ARGS = [["TENSOR", [1, 8, 56, 56, 4, 8], "int8"], ["TENSOR", [16, 8, 3, 3, 8, 8], "int8"],
+              [2, 2], [1, 1, 1, 1], [1, 1], "NCHW4n8c", "NCHW4n8c", "int32"]
+
+
+def test_eight_argument_conv2d_signature_parses():
+    """[data, kernel, strides, padding, dilation, layout, out_layout, out_dtype]: batch
+    1 x 4, 8 x 8 = 64 input and 16 x 8 = 128 output channels, 56 x 56, 3x3, pad 1, stride 2."""
+    target = f"ext_dev -device=vta -keys=cpu -model={HW48}"
+    task = parse_autotvm_input([target, "conv2d_packed.vta", EIGHT_ARGS, {}])
+    w = task.workload
+    assert (w.template, w.batch, w.height, w.width, w.in_channels, w.out_channels) == \
+        ("conv2d_packed.vta", 4, 56, 56, 64, 128)
+    assert (w.kernel_h, w.kernel_w, w.pad_h, w.pad_w, w.stride_h, w.stride_w) == \
+        (3, 3, 1, 1, 2, 2)
+    assert w.name == "conv2d:4,56,56,64,128,3,1,2" and task.hw.name == HW48
+    # the same task in the 7-argument form is the same workload
+    seven = EIGHT_ARGS[:6] + EIGHT_ARGS[7:]
+    assert parse_autotvm_input([target, "conv2d_packed.vta", seven, {}]).workload == w
+    # on 1x16, the TopHub C2 shape in the 8-argument form is the 7-argument task
+    c2 = json.loads(C2_ARGS)
+    c2_8 = c2[:6] + ["NCHW1n16c"] + c2[6:]
+    assert parse_autotvm_input([TOPHUB_TARGET, "conv2d_packed.vta", c2_8, {}]).workload == \
+        parse_autotvm_input([TOPHUB_TARGET, "conv2d_packed.vta", c2, {}]).workload
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda a: a.__setitem__(6, "NCHW1n16c"), "out_layout"),   # another hardware's layout
+    (lambda a: a.__setitem__(6, "int32"), "out_layout"),       # 7 args with a stray dtype
+    (lambda a: a.__setitem__(7, "int8"), "out_dtype"),
+    (lambda a: a.append("int32"), "args"),                     # 9 arguments
+])
+def test_eight_argument_signature_checks(mutate, field):
+    from vtatune.workloads.workload import WorkloadError
+
+    args = json.loads(json.dumps(EIGHT_ARGS))
+    mutate(args)
+    with pytest.raises(WorkloadError) as e:
+        parse_autotvm_input([f"ext_dev -device=vta -model={HW48}", "conv2d_packed.vta", args,
+                             {}])
+    assert e.value.field == field
+
+
+def test_other_templates_take_only_their_signatures():
+    """group_conv2d has no 8-argument form; conv2d_transpose's 5-argument form (TopHub's
+    vta_v0.08.log, before output_padding) is its 6-argument form with [0, 0]."""
+    from vtatune.workloads.workload import WorkloadError
+
+    group = [["TENSOR", [1, 2, 112, 112, 1, 16], "int8"], ["TENSOR", [2, 1, 3, 3, 16, 16], "int8"],
+             [1, 1], [1, 1, 1, 1], [1, 1], 2, "int32"]
+    assert parse_autotvm_input([TOPHUB_TARGET, "group_conv2d_packed.vta", group, {}]) \
+        .workload.groups == 2
+    with pytest.raises(WorkloadError) as e:
+        parse_autotvm_input([TOPHUB_TARGET, "group_conv2d_packed.vta",
+                             group[:6] + ["NCHW1n16c"] + group[6:], {}])
+    assert e.value.field == "args"
+    five = [["TENSOR", [1, 64, 4, 4, 1, 16], "int8"], ["TENSOR", [32, 64, 4, 4, 16, 16], "int8"],
+            [2, 2], [1, 1, 1, 1], "int32"]
+    w5 = parse_autotvm_input([TOPHUB_TARGET, "conv2d_transpose_packed.vta", five, {}]).workload
+    w6 = parse_autotvm_input([TOPHUB_TARGET, "conv2d_transpose_packed.vta", five + [[0, 0]],
+                              {}]).workload
+    assert w5 == w6 and (w5.height, w5.in_channels, w5.out_channels) == (4, 1024, 512)
+
+
+def test_packed_for_another_configuration_names_the_tensor():
+    """A 1x16-packed conv2d filed under a 4x8 target: the data tensor is named, with its
+    packing and the hardware's."""
+    from vtatune.workloads.autotvm import PackedForOtherHardwareError
+
+    with pytest.raises(PackedForOtherHardwareError) as e:
+        parse_autotvm_input([f"ext_dev -device=vta -model={HW48}", "conv2d_packed.vta",
+                             json.loads(C2_ARGS), {}])
+    assert e.value.field == "data" and e.value.blocks == {"BATCH": (1, 4), "BLOCK_IN": (16, 8)}
+    assert e.value.shape == [1, 4, 56, 56, 1, 16]
+    # a 4x8 data tensor with a 1x16 kernel: the kernel is named
+    args = json.loads(json.dumps(EIGHT_ARGS))
+    args[1][1] = [8, 4, 3, 3, 16, 16]
+    with pytest.raises(PackedForOtherHardwareError) as e:
+        parse_autotvm_input([f"ext_dev -device=vta -model={HW48}", "conv2d_packed.vta", args,
+                             {}])
+    assert e.value.field == "kernel"
+    assert e.value.blocks == {"BLOCK_OUT": (16, 8), "BLOCK_IN": (16, 8)}
+
+
+# ---------------------------------------------------------------------- import warnings
+def _line(config: dict) -> str:
+    return json.dumps({"input": [TOPHUB_TARGET, "conv2d_packed.vta", json.loads(C2_ARGS), {}],
+                       "config": config, "result": [[0.004], 0, 1.0, 1.0], "version": 0.2,
+                       "tvm_version": "0.7.dev0"})
+
+
+def test_index_mismatch_is_a_warning_reported_per_line(tmp_path, db):
+    """A line whose index is not its entity's is imported (the entity applied, as
+    ApplyHistoryBest does) and reported in ImportResult.warnings with its line number."""
+    from vtatune.db import import_log
+    from vtatune.task import vta_record_validator
+
+    good = json.loads(C2_ENTITY_1234)
+    wrong = {**good, "index": 7}
+    # a split that does not multiply: tile_ci [5, 2] on 4 input blocks (inner 2 applies)
+    loose = json.loads(json.dumps(good))
+    loose["entity"][3][2] = [5, 2]
+    p = tmp_path / "w.log"
+    p.write_text("# header\n" + "\n".join([_line(good), _line(wrong), _line(loose)]) + "\n",
+                 encoding="utf-8")
+    res = import_log(db, p, validate=vta_record_validator())
+    assert (res.read, res.inserted, res.n_rejected) == (3, 3, 0)
+    assert [(w.lineno, w.reason, w.field) for w in res.warnings] == [
+        (3, "index_mismatch", "config.index"),
+        (4, "split_outer_ignored", "config.entity.tile_ci")]
+    assert res.n_warnings == 2 and res.warnings[0].path == str(p)
+    assert "log index 7" in res.warnings[0].message and "1234" in res.warnings[0].message
+    assert str(res.warnings[1]).startswith(f"{p}:4: split [5, 2]")
+    assert res.warnings[0].as_dict()["line"] == 3
+    # every line is stored as the entity's point, index 1234; the notes are in message
+    assert sorted((r.config_index, bool(r.message)) for r in db.records()) == [
+        (1234, False), (1234, True), (1234, True)]
+    import pickle
+    back = pickle.loads(pickle.dumps(res))
+    assert back == res and [w.lineno for w in back.warnings] == [3, 4]
+
+
+def test_warnings_of_a_rejected_line_are_not_reported(tmp_path, db):
+    from vtatune.db import import_log
+    from vtatune.db.autotvm import warn_line
+
+    def validator(rec):
+        warn_line("index_mismatch", "noted", "config.index")
+        if rec.config.get("index") == 7:
+            raise ConfigurationError("config", "refused after a warning")
+        return rec
+
+    good = json.loads(C2_ENTITY_1234)
+    p = tmp_path / "r.log"
+    p.write_text(_line(good) + "\n" + _line({**good, "index": 7}) + "\n", encoding="utf-8")
+    res = import_log(db, p, validate=validator)
+    assert [r.lineno for r in res.rejected] == [2]
+    assert [(w.lineno, w.message) for w in res.warnings] == [(1, "noted")]
+    warn_line("index_mismatch", "outside an import: nothing happens")

@@ -36,6 +36,7 @@ import math
 import os
 import stat
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -80,6 +81,25 @@ BAD_FIELD = "bad_field"
 VALIDATOR_REJECTED = "rejected"
 
 Validator = Callable[[TuningRecord], "TuningRecord | None"]
+
+#: Warnings of the line being validated (set by ``iter_log`` around each validator call).
+_LINE_WARNINGS: ContextVar["list[tuple[str, str, str | None]] | None"] = ContextVar(
+    "vtatune_line_warnings", default=None)
+
+
+def warn_line(reason: str, message: str, field: str | None = None) -> None:
+    """Report a warning about the line being imported, from inside an import validator.
+
+    The line is still imported (a warning is not a refusal — raise for that); the warning
+    reaches ``ImportResult.warnings`` (and ``iter_log``'s ``on_warning``) as a
+    ``LineWarning`` with the line's path and number, unless the line ends up rejected.
+    ``reason`` is a stable code (e.g. ``index_mismatch``), ``field`` the part of the record
+    it is about.  Called outside an import (a validator used directly) it does nothing.
+    """
+    sink = _LINE_WARNINGS.get()
+    if sink is not None:
+        sink.append((str(reason), " ".join(str(message).split()),
+                     None if field is None else str(field)))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -359,19 +379,48 @@ class RejectedLine:
                 "error": type(self.error).__name__ if self.error is not None else None}
 
 
+@dataclass(frozen=True)
+class LineWarning:
+    """A line that was imported, with something a validator reported about it
+    (``warn_line``): e.g. a log index that is not its entity's (``index_mismatch``) or a
+    split whose factors do not multiply to the axis length (``split_outer_ignored``).
+    ``field`` names the part of the record (``index``, a knob name) or is None."""
+
+    path: str
+    lineno: int
+    reason: str
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.lineno}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: path, line, reason, field, message."""
+        return {"path": self.path, "line": self.lineno, "reason": self.reason,
+                "field": self.field, "message": self.message}
+
+
 class ImportResult(tuple):
     """What ``import_log`` did.  Unpacks as ``(read, inserted)`` (its earlier return value);
     ``rejected`` lists the first ``MAX_REJECTED_KEPT`` rejected lines in file order and
-    ``n_rejected`` counts them all."""
+    ``n_rejected`` counts them all; ``warnings`` lists the first ``MAX_REJECTED_KEPT``
+    warnings about imported lines (``LineWarning``, file order, several per line possible)
+    and ``n_warnings`` counts them all."""
 
     rejected: list[RejectedLine]
     n_rejected: int
+    warnings: list[LineWarning]
+    n_warnings: int
 
     def __new__(cls, read: int, inserted: int, rejected: Iterable[RejectedLine] = (),
-                n_rejected: int | None = None) -> ImportResult:
+                n_rejected: int | None = None, warnings: Iterable[LineWarning] = (),
+                n_warnings: int | None = None) -> ImportResult:
         self = super().__new__(cls, (int(read), int(inserted)))
         self.rejected = list(rejected)
         self.n_rejected = len(self.rejected) if n_rejected is None else int(n_rejected)
+        self.warnings = list(warnings)
+        self.n_warnings = len(self.warnings) if n_warnings is None else int(n_warnings)
         return self
 
     @property
@@ -386,10 +435,11 @@ class ImportResult(tuple):
 
     def __repr__(self) -> str:
         return (f"ImportResult(read={self[0]}, inserted={self[1]}, "
-                f"n_rejected={self.n_rejected})")
+                f"n_rejected={self.n_rejected}, n_warnings={self.n_warnings})")
 
     def __reduce__(self) -> Any:
-        return (ImportResult, (self[0], self[1], self.rejected, self.n_rejected))
+        return (ImportResult, (self[0], self[1], self.rejected, self.n_rejected,
+                               self.warnings, self.n_warnings))
 
 
 def open_record_file(path: str | bytes | os.PathLike) -> IO[bytes]:
@@ -448,15 +498,22 @@ def _line_record(raw: bytes, where: tuple[str, int], session: str) -> TuningReco
     return _decode(_load(text, where), text, where, session)
 
 
-def _validated(validate: Validator, rec: TuningRecord) -> TuningRecord:
-    out = validate(rec)
+def _validated(validate: Validator, rec: TuningRecord
+               ) -> tuple[TuningRecord, list[tuple[str, str, str | None]]]:
+    """The validator's record and the warnings it reported (``warn_line``) for the line."""
+    notes: list[tuple[str, str, str | None]] = []
+    token = _LINE_WARNINGS.set(notes)
+    try:
+        out = validate(rec)
+    finally:
+        _LINE_WARNINGS.reset(token)
     if out is None:
-        return rec
+        return rec, notes
     if not isinstance(out, TuningRecord):
         raise TypeError(f"an import validator returns a TuningRecord or None, got "
                         f"{type(out).__name__}")
     check_record(out)
-    return out
+    return out, notes
 
 
 def _rejected(exc: VtatuneError, where: tuple[str, int]) -> RejectedLine:
@@ -475,7 +532,8 @@ def _session_of(path: str | bytes | os.PathLike) -> str:
 
 
 def iter_log(path: str | bytes | os.PathLike, *, session: str | None = None,
-             validate: Validator | None = None
+             validate: Validator | None = None,
+             on_warning: Callable[[LineWarning], None] | None = None
              ) -> Iterator[tuple[int, TuningRecord | RejectedLine]]:
     """``(line number, TuningRecord or RejectedLine)`` for every record line of an AutoTVM
     log, in file order (blank lines and ``#`` comments are skipped), one line in memory at a
@@ -485,9 +543,10 @@ def iter_log(path: str | bytes | os.PathLike, *, session: str | None = None,
     ``tvm_version``, ``raw`` = the exact line without its ``\\n`` (a ``\\r`` is kept),
     ``session`` = the file name unless given; a config that occurs again for the same
     workload, target, source and runner gets the next ``attempt`` (0, 1, ...).
-    ``validate`` is the hook described at ``import_log``.  A file that cannot be read, or a
-    line longer than ``MAX_LINE_BYTES``, raises ``LogFileError``; nothing else about a line
-    raises.
+    ``validate`` is the hook described at ``import_log``; the warnings it reports for a line
+    it accepts are passed to ``on_warning`` (a ``LineWarning`` each) before the line's record
+    is yielded.  A file that cannot be read, or a line longer than ``MAX_LINE_BYTES``, raises
+    ``LogFileError``; nothing else about a line raises.
     """
     shown = shown_path(path)
     session = _session_of(path) if session is None else session
@@ -497,15 +556,19 @@ def iter_log(path: str | bytes | os.PathLike, *, session: str | None = None,
     with open_record_file(path) as f:
         for lineno, raw in read_lines(f, shown):
             where = (shown, lineno)
+            notes: list[tuple[str, str, str | None]] = []
             try:
                 rec = _line_record(raw, where, session)
                 if rec is None:
                     continue
                 if validate is not None:
-                    rec = _validated(validate, rec)
+                    rec, notes = _validated(validate, rec)
             except VtatuneError as exc:
                 yield lineno, _rejected(exc, where)
                 continue
+            if on_warning is not None:
+                for reason, message, field in notes:
+                    on_warning(LineWarning(shown, lineno, reason, message, field))
             key = (rec.workload_key, rec.target, rec.hw, config_hash(rec.config), rec.source,
                    rec.runner)
             if rec.attempt != seen[key]:
@@ -521,14 +584,15 @@ def _as_error(bad: RejectedLine) -> RecordDecodeError:
 
 
 def scan_log(path: str | bytes | os.PathLike, *, session: str | None = None,
-             validate: Validator | None = None, max_rejected: int = MAX_REJECTED_KEPT
+             validate: Validator | None = None, max_rejected: int = MAX_REJECTED_KEPT,
+             on_warning: Callable[[LineWarning], None] | None = None
              ) -> tuple[list[TuningRecord], list[RejectedLine], int]:
     """``(records, rejected lines (the first max_rejected), number of rejected lines)`` of a
-    log: ``iter_log`` collected."""
+    log: ``iter_log`` collected (``on_warning`` as there)."""
     recs: list[TuningRecord] = []
     rejected: list[RejectedLine] = []
     n_rejected = 0
-    for _, item in iter_log(path, session=session, validate=validate):
+    for _, item in iter_log(path, session=session, validate=validate, on_warning=on_warning):
         if isinstance(item, RejectedLine):
             n_rejected += 1
             if len(rejected) < max_rejected:
@@ -603,7 +667,10 @@ def import_log(db: "Database", path: str | bytes | os.PathLike, *, session: str 
     Returns an ``ImportResult``: ``read, inserted = result`` (records accepted, records that
     were new: re-importing a file adds nothing), ``result.rejected`` (the first
     ``max_rejected`` ``RejectedLine``s, in file order: path, line number, reason code,
-    field, message, typed error) and ``result.n_rejected`` (all of them).
+    field, message, typed error), ``result.n_rejected`` (all of them), and
+    ``result.warnings`` / ``result.n_warnings``: the validator's warnings about lines it
+    accepted (``LineWarning``: path, line, reason, field, message; the first
+    ``max_rejected`` kept, all counted).
 
     The whole file is read and checked first, then the accepted records are added in one
     transaction.  A line that is not an importable AutoTVM v0.2 record (not UTF-8, not JSON,
@@ -628,17 +695,34 @@ def import_log(db: "Database", path: str | bytes | os.PathLike, *, session: str 
       ``ConfigurationError``); its ``attempt`` is renumbered by the import.  ``raw`` is
       exported verbatim: keep it for a byte-identical export of the original line, set it
       to None to have ``to_line`` write the corrected record;
+    * calls ``warn_line(reason, message, field)`` for what it accepts with a reservation
+      (the VTA validator: a log index that is not its entity's, a split applied by its
+      inner factor): the line is imported and the warning reported per line;
     * raises a ``VtatuneError`` (``ConfigurationError`` naming the field,
       ``InvalidConfigError`` ...): the line is rejected — reason = the error's ``reason``
       attribute if it has one, else ``rejected``; ``field`` = its ``field`` attribute — and
       the import goes on.  Any other exception is a bug of the validator: it propagates and
       nothing is stored.
     """
+    warnings: list[LineWarning] = []
+    n_warnings = 0
+
+    def keep(w: LineWarning) -> None:
+        nonlocal n_warnings
+        n_warnings += 1
+        if len(warnings) < max_rejected:
+            warnings.append(w)
+
     recs, rejected, n_rejected = scan_log(path, session=session, validate=validate,
-                                          max_rejected=1 if strict else max_rejected)
+                                          max_rejected=1 if strict else max_rejected,
+                                          on_warning=keep)
     if strict and rejected:
         raise _as_error(rejected[0])
     if rejected:
         log.info("%s: %d line(s) rejected (first: %s)", rejected[0].path, n_rejected,
                  rejected[0])
-    return ImportResult(len(recs), db.add(recs) if recs else 0, rejected, n_rejected)
+    if warnings:
+        log.info("%s: %d warning(s) about imported lines (first: %s)", warnings[0].path,
+                 n_warnings, warnings[0])
+    return ImportResult(len(recs), db.add(recs) if recs else 0, rejected, n_rejected,
+                        warnings, n_warnings)

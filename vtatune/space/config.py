@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from .knobs import BaseKnobSpace, OtherOptionSpace, SpaceError, SplitSpace
 
@@ -47,6 +47,24 @@ class ConfigEntity:
                        check_index: bool = True) -> "ConfigEntity":
         """Parse a log line's ``config`` against ``space`` (see ``ConfigSpace.from_json_dict``)."""
         return space.from_json_dict(config, check_index=check_index)
+
+
+class EntityNote(NamedTuple):
+    """Something ``ConfigSpace.apply_entity`` applied differently from how the log wrote it.
+
+    ``reason`` is ``split_outer_ignored`` (a split whose factors do not multiply to the axis
+    length: its inner factor applied, as AutoTVM's ``SplitEntity.apply`` does) or
+    ``index_mismatch`` (the log's index is not the index of the applied entity); ``field``
+    names the knob or ``index``."""
+
+    reason: str
+    field: str
+    message: str
+
+
+#: ``EntityNote.reason`` values.
+SPLIT_OUTER_IGNORED = "split_outer_ignored"
+INDEX_MISMATCH = "index_mismatch"
 
 
 def _as_rng(rng: Any) -> random.Random:
@@ -235,11 +253,59 @@ class ConfigSpace:
                        check_index: bool = True) -> ConfigEntity:
         """Parse the ``config`` object of an AutoTVM log line against this space.
 
-        Split values may be ``[-1, f]`` or resolved ``[outer, inner]`` (TopHub).  Knob names
-        and kinds must match this space (any order).  With ``check_index`` the record's
-        ``index`` must equal the index its entity decodes to (``SpaceError`` on "index"
-        otherwise); a missing/``null`` index is filled in.
+        Split values may be ``[-1, f]`` or resolved ``[outer, inner]`` (TopHub) with
+        ``outer * inner`` = the axis length.  Knob names and kinds must match this space (any
+        order).  With ``check_index`` the record's ``index`` must equal the index its entity
+        decodes to (``SpaceError`` on "index" otherwise); a missing/``null`` index is filled
+        in.  This is the strict reading; ``apply_entity`` applies a line as AutoTVM does
+        (non-multiplying splits by their inner factor, any index), with notes.
         """
+        index = self._entity_index(config, None)
+        given = config.get("index")
+        if given is not None and check_index:
+            if not isinstance(given, int) or isinstance(given, bool):
+                raise SpaceError("index", f"must be an integer, got {given!r}")
+            if given != index:
+                decoded = self.get(given).knobs if 0 <= given < self.size else "out of range"
+                raise SpaceError(
+                    "index", f"record index {given} does not match its entity, which is index "
+                             f"{index} in this space ({self.get(index).knobs}); index {given} "
+                             f"decodes to {decoded}")
+        e = self.get(index)
+        return ConfigEntity(index=index, knobs=e.knobs, entity=e.entity,
+                            code_hash=config.get("code_hash"))
+
+    def apply_entity(self, config: Mapping[str, Any]) -> tuple[ConfigEntity, list[EntityNote]]:
+        """The configuration AutoTVM's ``ApplyHistoryBest`` runs for a log line's ``config``,
+        and notes of where the line and that configuration disagree.
+
+        AutoTVM applies the *entity*, never the index: the returned ``ConfigEntity`` is the
+        point of this space whose knob values are the entity's (``index`` = that point's
+        index).  A two-way split ``[outer, inner]`` is applied as ``SplitEntity.apply`` does —
+        ``split(axis, factor=inner)``, the outer factor ignored — so a split whose factors do
+        not multiply to the axis length takes the value ``inner`` (the outer factor is implied
+        by the axis length) with an ``split_outer_ignored`` note; an inner factor that does not
+        divide the axis length is no point of this space (``SpaceError`` naming the knob).  A
+        log index other than the applied point's gives an ``index_mismatch`` note.  Knob names
+        and kinds must match the space, as for ``from_json_dict``.
+        """
+        notes: list[EntityNote] = []
+        index = self._entity_index(config, notes)
+        given = config.get("index")
+        if given is not None and (not isinstance(given, int) or isinstance(given, bool)):
+            raise SpaceError("index", f"must be an integer, got {given!r}")
+        if given is not None and given != index:
+            notes.append(EntityNote(INDEX_MISMATCH, "index", (
+                f"log index {given} is not the index of its entity; entity applied "
+                f"(index {index})")))
+        e = self.get(index)
+        return (ConfigEntity(index=index, knobs=e.knobs, entity=e.entity,
+                             code_hash=config.get("code_hash")), notes)
+
+    def _entity_index(self, config: Mapping[str, Any], notes: list[EntityNote] | None) -> int:
+        """The index of the point a log ``config``'s entity names; with ``notes`` (a list) a
+        non-multiplying split is applied by its inner factor and noted there, without it
+        such a split is a ``SpaceError``."""
         if not isinstance(config, Mapping):
             raise SpaceError("config", f"expected an object, got {type(config).__name__}")
         ent = config.get("entity")
@@ -259,24 +325,29 @@ class ConfigSpace:
             knob = self._knobs[name]
             if kind != knob.kind:
                 raise SpaceError(name, f"kind {kind!r} does not match the space's {knob.kind!r}")
+            if notes is not None and isinstance(knob, SplitSpace):
+                value = self._applied_split(knob, value, notes)
             positions[name] = knob.index_of_entity(value)
         missing = [k for k in self._knobs if k not in positions]
         if missing:
             raise SpaceError(missing[0], "knob missing from the entity")
-        index = self.knob2point(positions[k] for k in self._knobs)
-        given = config.get("index")
-        if given is not None and check_index:
-            if not isinstance(given, int) or isinstance(given, bool):
-                raise SpaceError("index", f"must be an integer, got {given!r}")
-            if given != index:
-                decoded = self.get(given).knobs if 0 <= given < self.size else "out of range"
-                raise SpaceError(
-                    "index", f"record index {given} does not match its entity, which is index "
-                             f"{index} in this space ({self.get(index).knobs}); index {given} "
-                             f"decodes to {decoded}")
-        code_hash = config.get("code_hash")
-        e = self.get(index)
-        return ConfigEntity(index=index, knobs=e.knobs, entity=e.entity, code_hash=code_hash)
+        return self.knob2point(positions[k] for k in self._knobs)
+
+    @staticmethod
+    def _applied_split(knob: SplitSpace, value: Any, notes: list[EntityNote]) -> Any:
+        """``[outer, inner]`` as ``SplitEntity.apply`` uses it: ``[-1, inner]``, noted when
+        ``outer * inner`` is not the axis length (malformed values are left to the knob)."""
+        if (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            outer, inner = value
+            if outer != -1 and inner >= 1 and outer * inner != knob.length:
+                if knob.length % inner == 0:
+                    notes.append(EntityNote(SPLIT_OUTER_IGNORED, knob.name, (
+                        f"split {list(value)} does not multiply to the axis length "
+                        f"{knob.length}: applied as AutoTVM's SplitEntity does, inner factor "
+                        f"{inner} (outer {knob.length // inner}), outer {outer} ignored")))
+                return [-1, inner]
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "size": self.size,

@@ -14,6 +14,13 @@ from .spec import check_tvm_limits
 from .workload import (CONV2D, CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, TEMPLATES, Workload,
                        WorkloadError, format_spec)
 
+#: Argument counts accepted per task: the current signature and the older ones TopHub's
+#: v0.2 logs hold (``conv2d_packed.vta`` with 8 arguments — an output layout between layout
+#: and out_dtype, TopHub's 4x8 ResNet-18 records —, ``conv2d_transpose_packed.vta`` with 5,
+#: without output_padding, as in ``vta_v0.08.log``).
+SIGNATURES = {CONV2D: (7, 8), GROUP_CONV2D: (7,), CONV2D_TRANSPOSE: (5, 6), DENSE: (4,)}
+
+
 class AutotvmTask(NamedTuple):
     """A parsed AutoTVM task input: the (bound) workload, its hardware and the raw target."""
 
@@ -76,12 +83,56 @@ def _dtype(arg: Any, field: str, want: str) -> None:
         raise WorkloadError(field, f"must be {want!r}, got {arg!r}")
 
 
-def _check_blocks(shape: list[int], field: str, names: Sequence[str], want: Sequence[int]) -> None:
-    for got, name, w in zip(shape, names, want):
-        if got != w:
-            raise WorkloadError(field, f"packed {name} block is {got} but the hardware has {w} "
-                                       f"(shape {shape}); the task was packed for another "
-                                       "configuration")
+class PackedForOtherHardwareError(WorkloadError):
+    """A packed tensor whose inner blocks are not the hardware's: the task was packed for
+    another hardware configuration (e.g. a TopHub record of a 1x16 task filed under a 4x8
+    target).  AutoTVM never applies such a record to this hardware's tasks (its workload
+    cannot occur there), so it is refused rather than re-packed.
+
+    ``field`` names the tensor argument (``data``, ``kernel``, ``weight``); ``blocks`` maps
+    each block that differs (``BATCH``, ``BLOCK_IN``, ``BLOCK_OUT``) to ``(packed,
+    hardware)``; ``shape`` is the tensor's packed shape, ``hw`` the hardware's name and
+    ``fits`` the shipped configurations whose blocks match the packing (may be empty).
+    ``reason`` is the stable code an import reports for the line."""
+
+    reason = "packed_for_other_hw"
+
+    def __init__(self, field: str, shape: Sequence[int], blocks: dict[str, tuple[int, int]],
+                 hw: str, fits: Sequence[str] = ()):
+        self.shape = list(shape)
+        self.blocks = dict(blocks)
+        self.hw = hw
+        self.fits = list(fits)
+        packed = ", ".join(f"{n}={p}" for n, (p, _) in blocks.items())
+        has = ", ".join(f"{n}={h}" for n, (_, h) in blocks.items())
+        where = (f"; shipped configurations with that packing: {', '.join(fits)}" if fits
+                 else "")
+        super().__init__(field, f"packed for {packed} (shape {self.shape}) but the hardware {hw} "
+                                f"has {has}: the task was packed for another hardware "
+                                f"configuration{where}")
+
+
+def _fitting_configs(blocks: dict[str, int]) -> list[str]:
+    """Shipped configurations whose BATCH/BLOCK_IN/BLOCK_OUT include ``blocks``."""
+    attr = {"BATCH": "batch", "BLOCK_IN": "block_in", "BLOCK_OUT": "block_out"}
+    out = []
+    for name in shipped_configs():
+        try:
+            hwc = HwConfig.load(name)
+        except Exception:  # noqa: BLE001 - a broken shipped file is reported elsewhere
+            continue
+        if all(getattr(hwc, attr[b]) == v for b, v in blocks.items()):
+            out.append(name)
+    return out
+
+
+def _check_blocks(shape: list[int], field: str, inner: Sequence[int], names: Sequence[str],
+                  want: Sequence[int], hw: str) -> None:
+    """The packed inner dimensions ``inner`` of ``shape`` against the hardware's blocks."""
+    bad = {name: (got, w) for got, name, w in zip(inner, names, want) if got != w}
+    if bad:
+        packed = {name: got for got, name in zip(inner, names)}
+        raise PackedForOtherHardwareError(field, shape, bad, hw, _fitting_configs(packed))
 
 
 def load_hw(hw: "HwConfig | str | None") -> HwConfig:
@@ -129,7 +180,7 @@ def parse_autotvm_input(inp: Any, hw: "HwConfig | str | None" = None) -> Autotvm
     if not isinstance(args, (list, tuple)):
         raise WorkloadError("args", f"expected a list, got {args!r}")
     B, BI, BO = hwc.batch, hwc.block_in, hwc.block_out
-    expect = {CONV2D: (7,), GROUP_CONV2D: (7,), CONV2D_TRANSPOSE: (5, 6), DENSE: (4,)}[task_name]
+    expect = SIGNATURES[task_name]
     if len(args) not in expect:
         raise WorkloadError("args", f"{task_name} takes {' or '.join(map(str, expect))} "
                                     f"arguments, got {len(args)}")
@@ -137,8 +188,8 @@ def parse_autotvm_input(inp: Any, hw: "HwConfig | str | None" = None) -> Autotvm
     if task_name == DENSE:
         d = _tensor(args[0], "data", 4)
         wt = _tensor(args[1], "weight", 4)
-        _check_blocks([d[2], d[3]], "data", ("BATCH", "BLOCK_IN"), (B, BI))
-        _check_blocks([wt[2], wt[3]], "weight", ("BLOCK_OUT", "BLOCK_IN"), (BO, BI))
+        _check_blocks(d, "data", d[2:], ("BATCH", "BLOCK_IN"), (B, BI), hwc.name)
+        _check_blocks(wt, "weight", wt[2:], ("BLOCK_OUT", "BLOCK_IN"), (BO, BI), hwc.name)
         if wt[1] != d[1]:
             raise WorkloadError("weight", f"input blocks {wt[1]} differ from the data's {d[1]}")
         if args[2] is not None:
@@ -148,8 +199,8 @@ def parse_autotvm_input(inp: Any, hw: "HwConfig | str | None" = None) -> Autotvm
     else:
         d = _tensor(args[0], "data", 6)
         k = _tensor(args[1], "kernel", 6)
-        _check_blocks([d[4], d[5]], "data", ("BATCH", "BLOCK_IN"), (B, BI))
-        _check_blocks([k[4], k[5]], "kernel", ("BLOCK_OUT", "BLOCK_IN"), (BO, BI))
+        _check_blocks(d, "data", d[4:], ("BATCH", "BLOCK_IN"), (B, BI), hwc.name)
+        _check_blocks(k, "kernel", k[4:], ("BLOCK_OUT", "BLOCK_IN"), (BO, BI), hwc.name)
         sh, sw = _ints(args[2], "strides", (2,), minimum=1)
         ph, pw = _padding(args[3])
         groups = 1
@@ -158,12 +209,18 @@ def parse_autotvm_input(inp: Any, hw: "HwConfig | str | None" = None) -> Autotvm
             if dil != [1, 1]:
                 raise WorkloadError(
                     "dilation", f"dilation {dil} is unsupported (VTA supports [1, 1])")
-            _dtype(args[6], "out_dtype", "int32")
+            _dtype(args[-1], "out_dtype", "int32")
         if task_name == CONV2D:
             layout = f"NCHW{B}n{BI}c"
             if args[5] != layout:
                 raise WorkloadError(
                     "layout", f"layout {args[5]!r} does not match the hardware's {layout!r}")
+            if len(args) == 8:  # TopHub's 0.7-era form: an output layout before out_dtype
+                out_layout = f"NCHW{B}n{BO}c"
+                if args[6] != out_layout:
+                    raise WorkloadError(
+                        "out_layout", f"output layout {args[6]!r} does not match the "
+                                      f"hardware's packed output layout {out_layout!r}")
         elif task_name == GROUP_CONV2D:
             groups = args[5]
             if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
