@@ -210,6 +210,8 @@ def cmd_replay(args) -> int:
 
 def _replay_line(row: dict) -> str:
     lineno = row["line"]
+    if "skipped" in row:
+        return f"line {lineno}: skipped: {row['skipped']}"
     if "error" in row and "workload" not in row:
         return f"line {lineno}: {row['error']}"
     if "entity_error" in row:
@@ -222,5 +224,8 @@ def _replay_line(row: dict) -> str:
         if "recorded_ms" in row:
             extra += f" (log: {row['recorded_ms']:.3f} ms)"
     match = "" if row.get("index_matches", True) or "entity_error" in row else \
-        " [index does not decode to the entity]"
+        f" [index does not decode to the entity: applied index {row.get('applied_index')}]"
+    split = [w["field"] for w in row.get("warnings", ()) if w["reason"] == "split_outer_ignored"]
+    if split:
+        match += f" [split outer factor ignored (AutoTVM's SplitEntity): {', '.join(split)}]"
     return f"line {lineno}: {row.get('workload', '?')} index {row.get('index')}: {status}{extra}{match}"
