@@ -56,10 +56,29 @@ class UopKernel:
 
 
 class _Insn:
+    """One instruction of the queue, as a view (``Runtime.insns``): kind, stage, fields."""
+
     __slots__ = ("kind", "f", "stage")
 
     def __init__(self, kind: str, stage: int, f: dict):
         self.kind, self.stage, self.f = kind, stage, f
+
+
+# The queue is kept compact (a program can have 500,000 instructions): per instruction one
+# ``meta`` int — kind | stage << 3 | dependence flags << 5 — and, per kind, its fields in that
+# kind's flat list, in the column order below (a NOP: opcode | memory_type << 3).
+K_MEM, K_GEMM, K_ALU, K_FINISH, K_NOP = 0, 1, 2, 3, 4
+KINDS = ("mem", "gemm", "alu", "finish", "mem")
+FLAG_SHIFT = 5
+F_POP_PREV, F_POP_NEXT, F_PUSH_PREV, F_PUSH_NEXT = 1, 2, 4, 8  # flags (meta >> FLAG_SHIFT)
+DEP_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
+MEM_COLS = ("opcode", "memory_type", "sram_base", "dram_base", "y_size", "x_size", "x_stride",
+            "y_pad_0", "y_pad_1", "x_pad_0", "x_pad_1", "uop_relative")
+GEMM_COLS = ("reset_reg", "uop_bgn", "uop_end", "iter_out", "iter_in", "dst_factor_out",
+             "dst_factor_in", "src_factor_out", "src_factor_in", "wgt_factor_out", "wgt_factor_in")
+ALU_COLS = ("reset_reg", "uop_bgn", "uop_end", "iter_out", "iter_in", "dst_factor_out",
+            "dst_factor_in", "src_factor_out", "src_factor_in", "alu_opcode", "use_imm", "imm")
+COLS = (MEM_COLS, GEMM_COLS, ALU_COLS, (), ("nop",))
 
 
 class Runtime:
@@ -67,7 +86,9 @@ class Runtime:
 
     def __init__(self, hw: HwConfig):
         self.hw = hw
-        self.insns: list[_Insn] = []
+        self._meta: list[int] = []
+        self._rows: tuple[list, ...] = ([], [], [], [], [])
+        self._max_insns = MAX_XFER // isa.INSN_BYTES - 6
         self.pending_prev = [0, 0, 0, 0]
         self.pending_next = [0, 0, 0, 0]
         self.uop_words: list[int] = []        # the micro-op DMA buffer, append-only
@@ -75,79 +96,114 @@ class Runtime:
         self._ring: list = []                 # (sram_begin, sram_end, key) in placement order
         self._ring_ptr = 0
         self.kernels: dict = {}               # key -> UopKernel (memoised for the process)
+        self._insn_fields: dict = {}          # (key, begin) -> GEMM/ALU field tuple
+        lay = isa.layouts_for(hw).uop
+        self._uop_shifts = tuple(f.lo for f in lay.fields)
+
+    # ------------------------------------------------------------------ the queue
+    @property
+    def insns(self) -> list[_Insn]:
+        """The queue as instruction views (built on demand; for inspection and tests)."""
+        out = []
+        pos = [0, 0, 0, 0, 0]
+        for meta in self._meta:
+            kind = meta & 7
+            width = max(1, len(COLS[kind])) if kind != K_FINISH else 0
+            row = self._rows[kind][pos[kind]:pos[kind] + width]
+            pos[kind] += width
+            flags = meta >> FLAG_SHIFT
+            f = {name: (flags >> bit) & 1 for bit, name in enumerate(DEP_NAMES)}
+            if kind == K_NOP:
+                f.update(opcode=row[0] & 7, memory_type=row[0] >> 3)
+            else:
+                f.update(zip(COLS[kind], row))
+            if kind == K_MEM and not f["uop_relative"]:
+                del f["uop_relative"]
+            out.append(_Insn(KINDS[kind], (meta >> 3) & 3, f))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._meta)
+
+    def _append(self, kind: int, stage: int, row: tuple) -> None:
+        """Append an instruction of ``stage`` taking that stage's pending pops."""
+        if len(self._meta) >= self._max_insns:
+            self._too_large()
+        self._meta.append(kind | stage << 3
+                          | (self.pending_prev[stage] | self.pending_next[stage] << 1) << FLAG_SHIFT)
+        self.pending_prev[stage] = self.pending_next[stage] = 0
+        self._rows[kind].extend(row)
+
+    def _noop(self, stage: int, flags: int) -> None:
+        if len(self._meta) >= self._max_insns:
+            self._too_large()
+        if stage == STORE_STAGE:
+            self._meta.append(K_NOP | STORE_STAGE << 3 | flags << FLAG_SHIFT)
+            self._rows[K_NOP].append(Opcode.STORE | MemType.UOP << 3)
+        else:  # a LOAD with x_size 0 belongs to no stage
+            self._meta.append(K_NOP | NONE_STAGE << 3 | flags << FLAG_SHIFT)
+            self._rows[K_NOP].append(
+                Opcode.LOAD | (MemType.INP if stage == LOAD_STAGE else MemType.UOP) << 3)
 
     # ------------------------------------------------------------------ tokens
-    def _create(self, kind: str, stage: int, **f) -> _Insn:
-        ins = _Insn(kind, stage, dict(pop_prev=self.pending_prev[stage], pop_next=self.pending_next[stage],
-                                      push_prev=0, push_next=0, **f))
-        self.pending_prev[stage] = self.pending_next[stage] = 0
-        self.insns.append(ins)
-        self._check_size()
-        return ins
-
-    def _noop(self, stage: int, push_prev=0, push_next=0, pop_prev=0, pop_next=0) -> None:
-        opcode = Opcode.STORE if stage == STORE_STAGE else Opcode.LOAD
-        mtype = MemType.INP if stage == LOAD_STAGE else MemType.UOP
-        ins = _Insn("mem", NONE_STAGE if opcode == Opcode.LOAD else STORE_STAGE,
-                    dict(opcode=opcode, memory_type=mtype, pop_prev=pop_prev, pop_next=pop_next,
-                         push_prev=push_prev, push_next=push_next))
-        self.insns.append(ins)
-        self._check_size()
-
     def _commit(self, stage: int) -> None:
         if self.pending_prev[stage] or self.pending_next[stage]:
-            self._noop(stage, pop_prev=self.pending_prev[stage], pop_next=self.pending_next[stage])
+            self._noop(stage, self.pending_prev[stage] | self.pending_next[stage] << 1)
             self.pending_prev[stage] = self.pending_next[stage] = 0
 
     def dep_pop(self, frm: int, to: int) -> None:
-        if {frm, to} == {LOAD_STAGE, STORE_STAGE}:
-            raise InternalCompilerError("frm/to", f"no dependence token between the load and store "
-                                        f"modules (dep_pop({frm}, {to})): VTA's queues link "
-                                        "load<->compute and compute<->store only")
         if frm < to:
+            if frm == LOAD_STAGE and to == STORE_STAGE:
+                self._no_token(frm, to)
             if self.pending_prev[to]:
                 self._commit(to)
             self.pending_prev[to] = 1
         else:
+            if frm == STORE_STAGE and to == LOAD_STAGE:
+                self._no_token(frm, to)
             if self.pending_next[to]:
                 self._commit(to)
             self.pending_next[to] = 1
 
+    @staticmethod
+    def _no_token(frm: int, to: int):
+        raise InternalCompilerError("frm/to", f"no dependence token between the load and store "
+                                    f"modules (dep_pop({frm}, {to})): VTA's queues link "
+                                    "load<->compute and compute<->store only")
+
     def dep_push(self, frm: int, to: int) -> None:
-        self._commit(frm)
-        if self.insns:
-            last = self.insns[-1]
-            if last.stage == frm:
-                if frm < to and not last.f["push_next"]:
-                    last.f["push_next"] = 1
+        if self.pending_prev[frm] or self.pending_next[frm]:
+            self._commit(frm)
+        meta = self._meta
+        if meta:
+            last = meta[-1]
+            if (last >> 3) & 3 == frm:
+                bit = (F_PUSH_NEXT if frm < to else F_PUSH_PREV) << FLAG_SHIFT
+                if not last & bit:
+                    meta[-1] = last | bit
                     return
-                if frm > to and not last.f["push_prev"]:
-                    last.f["push_prev"] = 1
-                    return
-        if frm < to:
-            self._noop(frm, push_next=1)
-        else:
-            self._noop(frm, push_prev=1)
+        self._noop(frm, F_PUSH_NEXT if frm < to else F_PUSH_PREV)
 
     def _check_size(self) -> None:
-        if (len(self.insns) + 6) * isa.INSN_BYTES > MAX_XFER:
-            # The runtime would synchronise mid-stream here (split into two runs); vtatune
-            # emits one run per operator call and reports the case instead of faking it.
-            raise runtime_error("insn_stream_too_large",
-                                f"more than {MAX_XFER // isa.INSN_BYTES - 6} instructions in one run")
+        if len(self._meta) > self._max_insns:
+            self._too_large()
+
+    def _too_large(self):
+        # The runtime would synchronise mid-stream here (split into two runs); vtatune
+        # emits one run per operator call and reports the case instead of faking it.
+        raise runtime_error("insn_stream_too_large",
+                            f"more than {MAX_XFER // isa.INSN_BYTES - 6} instructions in one run")
 
     # ------------------------------------------------------------------ DMA
     def load_2d(self, mem_type: int, dram_base: int, sram_base: int, x_size: int, y_size: int,
                 x_stride: int, x_pad_0=0, y_pad_0=0, x_pad_1=0, y_pad_1=0) -> None:
         stage = COMPUTE_STAGE if mem_type in (MemType.ACC, MemType.ACC_8BIT, MemType.UOP) else LOAD_STAGE
-        self._create("mem", stage, opcode=Opcode.LOAD, memory_type=mem_type, sram_base=sram_base,
-                     dram_base=dram_base, y_size=y_size, x_size=x_size, x_stride=x_stride,
-                     y_pad_0=y_pad_0, y_pad_1=y_pad_1, x_pad_0=x_pad_0, x_pad_1=x_pad_1)
+        self._append(K_MEM, stage, (Opcode.LOAD, mem_type, sram_base, dram_base, y_size, x_size,
+                                    x_stride, y_pad_0, y_pad_1, x_pad_0, x_pad_1, 0))
 
     def store_2d(self, sram_base: int, dram_base: int, x_size: int, y_size: int, x_stride: int) -> None:
-        self._create("mem", STORE_STAGE, opcode=Opcode.STORE, memory_type=MemType.OUT,
-                     sram_base=sram_base, dram_base=dram_base, y_size=y_size, x_size=x_size,
-                     x_stride=x_stride)
+        self._append(K_MEM, STORE_STAGE, (Opcode.STORE, MemType.OUT, sram_base, dram_base, y_size,
+                                          x_size, x_stride, 0, 0, 0, 0, 0))
 
     # ------------------------------------------------------------------ micro-op kernels
     def push_kernel(self, key, record) -> None:
@@ -171,34 +227,35 @@ class Runtime:
             self._resident[key] = (begin, end)
             self._ring_ptr = end
             offset = len(self.uop_words)
-            layout = isa.layouts_for(self.hw).uop
-            fd, fs, fw = layout.fields
-            for d, s, w in kernel.uops:
-                self.uop_words.append((d << fd.lo) | (s << fs.lo) | (w << fw.lo))
+            sd, ss, sw = self._uop_shifts
+            self.uop_words.extend((d << sd) | (s << ss) | (w << sw) for d, s, w in kernel.uops)
             # dram_base is relative to the micro-op region until the program is placed.
-            self._create("mem", COMPUTE_STAGE, opcode=Opcode.LOAD, memory_type=MemType.UOP,
-                         sram_base=begin, dram_base=offset, y_size=1, x_size=n, x_stride=n,
-                         uop_relative=True)
+            self._append(K_MEM, COMPUTE_STAGE, (Opcode.LOAD, MemType.UOP, begin, offset, 1, n, n,
+                                                0, 0, 0, 0, 1))
         begin, end = self._resident[key]
+        cached = self._insn_fields.get((key, begin))
+        if cached is None:
+            cached = self._insn_fields[(key, begin)] = self._kernel_insn(kernel, begin, end)
+        self._append(*cached)
+
+    @staticmethod
+    def _kernel_insn(kernel: UopKernel, begin: int, end: int) -> tuple:
+        """(kind, stage, fields) of the GEMM or ALU instruction running ``kernel`` placed at
+        micro-op slots [begin, end)."""
         loops = kernel.loops
         if kernel.mode == 0:
             lo = loops[0] if len(loops) > 0 else (1, 0, 0, 0)
             li = loops[1] if len(loops) > 1 else (1, 0, 0, 0)
-            self._create("gemm", COMPUTE_STAGE, reset_reg=kernel.reset, uop_bgn=begin, uop_end=end,
-                         iter_out=lo[0], iter_in=li[0], dst_factor_out=lo[1], dst_factor_in=li[1],
-                         src_factor_out=lo[2], src_factor_in=li[2], wgt_factor_out=lo[3],
-                         wgt_factor_in=li[3])
+            return K_GEMM, COMPUTE_STAGE, (kernel.reset, begin, end, lo[0], li[0], lo[1], li[1],
+                                           lo[2], li[2], lo[3], li[3])
+        if len(loops) == 0:
+            lo, li = (1, 0, 0, 0), (1, 0, 0, 0)
+        elif len(loops) == 1:  # a single loop becomes the inner loop
+            lo, li = (1, 0, 0, 0), loops[0]
         else:
-            if len(loops) == 0:
-                lo, li = (1, 0, 0, 0), (1, 0, 0, 0)
-            elif len(loops) == 1:  # a single loop becomes the inner loop
-                lo, li = (1, 0, 0, 0), loops[0]
-            else:
-                lo, li = loops[0], loops[1]
-            self._create("alu", COMPUTE_STAGE, reset_reg=kernel.reset, uop_bgn=begin, uop_end=end,
-                         iter_out=lo[0], iter_in=li[0], dst_factor_out=lo[1], dst_factor_in=li[1],
-                         src_factor_out=lo[2], src_factor_in=li[2], alu_opcode=kernel.alu_opcode,
-                         use_imm=kernel.use_imm, imm=kernel.imm)
+            lo, li = loops[0], loops[1]
+        return K_ALU, COMPUTE_STAGE, (kernel.reset, begin, end, lo[0], li[0], lo[1], li[1], lo[2],
+                                      li[2], kernel.alu_opcode, kernel.use_imm, kernel.imm)
 
     # ------------------------------------------------------------------ end of a run
     def synchronize(self) -> None:
@@ -207,7 +264,7 @@ class Runtime:
         self.dep_pop(STORE_STAGE, COMPUTE_STAGE)
         self.dep_pop(LOAD_STAGE, COMPUTE_STAGE)
         self._commit(COMPUTE_STAGE)
-        self.insns.append(_Insn("finish", COMPUTE_STAGE, dict(pop_prev=0, pop_next=0, push_prev=0, push_next=0)))
+        self._meta.append(K_FINISH | COMPUTE_STAGE << 3)
         self._resident.clear()
         self._ring_ptr = 0
 
@@ -217,27 +274,37 @@ class Runtime:
         ``uop_base_elem``.  Raises FieldOverflowError for a value its field cannot hold."""
         import numpy as np
         lay = isa.layouts_for(self.hw)
-        n = len(self.insns)
+        meta = np.array(self._meta, dtype=np.int64)
+        n = meta.size
         lo = np.zeros(n, dtype=np.uint64)
         hi = np.zeros(n, dtype=np.uint64)
-        groups: dict[str, list[int]] = {}
-        for i, ins in enumerate(self.insns):
-            groups.setdefault(ins.kind, []).append(i)
-        opcode = {"gemm": Opcode.GEMM, "alu": Opcode.ALU, "finish": Opcode.FINISH}
-        for kind, idx in groups.items():
-            layout = getattr(lay, "gemm" if kind == "finish" else kind)
-            names = [f.name for f in layout.fields if f.name != "opcode"]
-            table = np.zeros((len(idx), len(names)), dtype=np.int64)
-            for r, i in enumerate(idx):
-                f = self.insns[i].f
-                table[r] = [f.get(a, 0) for a in names]
-            cols = {a: table[:, j] for j, a in enumerate(names)}
-            if kind == "mem":
-                cols["opcode"] = np.array([self.insns[i].f["opcode"] for i in idx], dtype=np.int64)
-                rel = np.array([self.insns[i].f.get("uop_relative", False) for i in idx])
-                cols["dram_base"] = cols["dram_base"] + rel * uop_base_elem
+        kinds = meta & 7
+        flags = meta >> FLAG_SHIFT
+        opcode = {K_GEMM: Opcode.GEMM, K_ALU: Opcode.ALU, K_FINISH: Opcode.FINISH}
+        for kind in (K_MEM, K_GEMM, K_ALU, K_FINISH, K_NOP):
+            rows = np.flatnonzero(kinds == kind)
+            if rows.size == 0:
+                continue
+            fl = flags[rows]
+            if kind == K_NOP:
+                # opcode, flags and memory type only: every value fits its field
+                code = np.array(self._rows[K_NOP], dtype=np.uint64)
+                f = lay.mem
+                lo[rows] = ((code & np.uint64(7)) << np.uint64(f.field("opcode").lo)
+                            | (fl.astype(np.uint64) << np.uint64(f.field("pop_prev").lo))
+                            | (code >> np.uint64(3)) << np.uint64(f.field("memory_type").lo))
+                continue
+            names = COLS[kind]
+            cols = {}
+            if names:
+                table = np.array(self._rows[kind], dtype=np.int64).reshape(rows.size, len(names))
+                cols = {a: table[:, j] for j, a in enumerate(names)}
+            for bit, name in enumerate(DEP_NAMES):
+                cols[name] = (fl >> bit) & 1
+            if kind == K_MEM:
+                cols["dram_base"] = cols["dram_base"] + cols.pop("uop_relative") * uop_base_elem
             else:
-                cols["opcode"] = np.full(len(idx), int(opcode[kind]), dtype=np.int64)
-            rows = np.asarray(idx)
-            lo[rows], hi[rows] = isa.encode_columns(layout, cols, kind.upper(), rows)
+                cols["opcode"] = np.full(rows.size, int(opcode[kind]), dtype=np.int64)
+            layout = getattr(lay, "gemm" if kind == K_FINISH else KINDS[kind])
+            lo[rows], hi[rows] = isa.encode_columns(layout, cols, KINDS[kind].upper(), rows)
         return np.stack([lo, hi], axis=1).astype("<u8").tobytes()

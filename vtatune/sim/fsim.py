@@ -25,20 +25,39 @@ comments below):
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import (DramRangeError, MissingFinishError, ResourceLimitError, SramRangeError,
-                      TokenDeadlockError, UndefinedBehaviourError, UnfinishedWorkError)
+from ..errors import (DramRangeError, MissingDependencyError, MissingFinishError,
+                      ResourceLimitError, SimulationError, SramRangeError, TokenDeadlockError,
+                      UndefinedBehaviourError, UnfinishedWorkError)
 from ..hardware import isa
 from ..hardware.config import HwConfig
 from ..hardware.disasm import format_insn
 from ..hardware.isa import AluInsn, AluOp, GemmInsn, MemInsn, MemType, Opcode
-from .counters import new_counters
+from .counters import COUNTER_NAMES, new_counters
 from .dram import Dram
+
+#: Environment variable choosing fsim's core when the caller does not: "0" the numpy path,
+#: "1" the compiled one (an error without numba), unset: compiled when numba is installed.
+JIT_ENV = "VTATUNE_FSIM_JIT"
+_jit_module = None  # fsim_jit once imported, False if numba is missing
+
+
+def jit_available() -> bool:
+    """Whether the compiled core can be used (numba installed: the ``jit`` extra)."""
+    global _jit_module
+    if _jit_module is None:
+        try:
+            from . import fsim_jit
+            _jit_module = fsim_jit
+        except ImportError:
+            _jit_module = False
+    return _jit_module is not False
 
 MODULES = ("load", "compute", "store")
 # Token queue popped by (module, flag) and pushed by (module, flag); None = flag ignored by HLS.
@@ -73,6 +92,32 @@ class RunResult:
     leftover_tokens: dict[str, int] = field(default_factory=dict)
 
 
+class _NoObjects:
+    """Stands for the instruction-object list of the numpy core (none built: each one is
+    decoded from the stream when a report needs it)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx: int):
+        return None
+
+
+_FTABS: dict = {}
+
+
+def _ftab(hw: HwConfig) -> np.ndarray:
+    """fsim_jit's field table of ``hw``'s layouts (cached per layout)."""
+    lay = isa.layouts_for(hw)
+    tab = _FTABS.get(lay)
+    if tab is None:
+        tab = _FTABS[lay] = _jit_module.field_table(lay)
+    return tab
+
+
 class SRAM:
     """On-chip buffers.  OUT is the HLS shadow buffer written by GEMM/ALU, read by STORE.
 
@@ -94,8 +139,21 @@ class FunctionalSimulator:
 
     name = "fsim"
 
-    def __init__(self, hw: HwConfig | None = None, dram: Dram | None = None):
+    def __init__(self, hw: HwConfig | None = None, dram: Dram | None = None, *,
+                 jit: bool | None = None):
+        """``jit``: run on the compiled core (numba) or the numpy one; ``None`` follows
+        ``$VTATUNE_FSIM_JIT``, else compiled when numba is installed.  Both give identical
+        results (docs/fsim.md).  Subclasses that schedule differently (tsim) always use the
+        numpy core for each instruction."""
         self.hw = hw or HwConfig.load()
+        if jit is None:
+            env = os.environ.get(JIT_ENV, "").strip()
+            jit = jit_available() if env == "" else env not in ("0", "false", "no")
+        if jit and not jit_available():
+            raise MissingDependencyError(
+                "fsim's compiled core needs numba: pip install 'vtatune[jit]' (or run with "
+                f"jit=False / {JIT_ENV}=0 for the numpy core)")
+        self.jit = bool(jit)
         self.dram = dram if dram is not None else Dram()
         self.sram = SRAM(self.hw)
         self.counters = new_counters()
@@ -138,7 +196,98 @@ class FunctionalSimulator:
             raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
         except DramRangeError as exc:
             raise DramRangeError(str(exc), field="insn_addr/insn_count") from None
+        if (self.jit and type(self)._schedule is FunctionalSimulator._schedule
+                and len(self.dram.regions) <= _jit_module.MAX_REGIONS):
+            return self._run_compiled(raw)
         return self._schedule(*self._prepare(raw))
+
+    # ------------------------------------------------------------------ compiled core
+    def _run_compiled(self, raw) -> RunResult:
+        """One run on fsim_jit's compiled core; errors are raised exactly as the numpy core
+        raises them (the failing instruction is re-executed by it, module docstring of
+        fsim_jit)."""
+        J = _jit_module
+        hw, s = self.hw, self.sram
+        self._raw = np.asarray(raw, dtype=np.uint8).reshape(-1, isa.INSN_BYTES)
+        # a copy: the numpy core decodes the whole stream before it runs, so a STORE into
+        # the instruction region must not change what executes
+        words = np.frombuffer(self._raw.tobytes(), dtype="<i8").reshape(-1, 2)
+        n = words.shape[0]
+        regions = self.dram.regions
+        rb = np.array([r.base for r in regions], dtype=np.int64)
+        re_ = rb + np.array([r.data.size for r in regions], dtype=np.int64)
+        empty = np.zeros(0, dtype=np.uint8)
+        regs = tuple(r.data for r in regions) + (empty,) * (J.MAX_REGIONS - len(regions))
+        cfg = np.zeros(J.N_CFG, dtype=np.int64)
+        cfg[[J.C_UOP_DEPTH, J.C_INP_DEPTH, J.C_WGT_DEPTH, J.C_ACC_DEPTH, J.C_OUT_DEPTH]] = (
+            hw.uop_buff_depth, hw.inp_buff_depth, hw.wgt_buff_depth, hw.acc_buff_depth,
+            hw.out_buff_depth)
+        cfg[[J.C_BATCH, J.C_BLOCK_IN, J.C_BLOCK_OUT]] = hw.batch, hw.block_in, hw.block_out
+        cfg[[J.C_INP_E, J.C_WGT_E, J.C_ACC_E, J.C_OUT_E]] = (
+            hw.inp_elem_bytes, hw.wgt_elem_bytes, hw.acc_elem_bytes, hw.out_elem_bytes)
+        cfg[J.C_CMD_CAP] = hw.queues.insn_queue_depth + 1
+        cfg[J.C_DEP_CAP] = hw.queues.dep_queue_depth
+        cfg[J.C_MAX_ITER] = self.max_insn_iterations
+        cfg[J.C_MAX_WORK] = MAX_RUN_WORK
+        cfg[J.C_CHUNK_WORK] = CHUNK_WORK
+        cfg[J.C_ACC_PAD] = int(hw.acc_load_pad)
+        cfg[J.C_OUT_STORE_UNIT] = hw.batch * hw.block_out * hw.out_width // 8
+        st = np.zeros(J.N_STATE, dtype=np.int64)
+        st[J.S_WORK] = self._work
+        cnt = np.array([self.counters[k] for k in COUNTER_NAMES], dtype=np.int64)
+        # int16 shadows of INP and WGT for the compiled GEMM, from the float32 SRAM (which
+        # stays the state both cores share)
+        inp16 = s.inp.reshape(hw.inp_buff_depth, -1).astype(np.int16)
+        wgt_t = s.wgt.reshape(hw.wgt_buff_depth, -1).astype(np.int16)
+        try:
+            J.run(words, _ftab(hw), cfg, st, regs, rb, re_, s.uop,
+                  s.inp.reshape(hw.inp_buff_depth, -1), inp16,
+                  s.wgt.reshape(hw.wgt_buff_depth, -1), wgt_t,
+                  s.acc.reshape(hw.acc_buff_depth, -1), s.out.reshape(hw.acc_buff_depth, -1), cnt)
+        finally:
+            self.counters.update(zip(COUNTER_NAMES, cnt.tolist()))
+            self._work = int(st[J.S_WORK])
+            if st[J.S_UOP_LOADED]:
+                self._plans.clear()
+                self._plan_elems = 0
+        pc = int(st[J.S_PC])
+        tokens = dict(zip(("l2g", "g2l", "s2g", "g2s"), st[J.S_TOK0:J.S_TOK0 + 4].tolist()))
+        executed = dict(zip(MODULES, st[J.S_EXEC0:J.S_EXEC0 + 3].tolist()))
+        lengths = dict(zip(MODULES, st[J.S_LEN0:J.S_LEN0 + 3].tolist()))
+        status = int(st[J.S_STATUS])
+        if status == J.ST_EXEC_ERROR:
+            idx, module = int(st[J.S_IDX]), MODULES[int(st[J.S_MODULE])]
+            insn = isa.decode_program(self._raw[idx].tobytes(), hw)[0]
+            self._exec(idx, insn, module)  # raises the numpy core's typed error
+            raise SimulationError(f"internal error: fsim's compiled core stopped at instruction "
+                                  f"{idx} ({format_insn(insn)}) that the numpy core executes",
+                                  insn_index=idx)
+        if status == J.ST_STUCK:
+            queues = {m: deque([int(st[J.S_HEAD0 + i])] if lengths[m] else [])
+                      for i, m in enumerate(MODULES)}
+            if pc >= n and not any(queues.values()):
+                raise MissingFinishError(f"all {n} instructions executed and none of them was FINISH")
+            routes = {pc: self._route_of(pc)} if pc < n else {}
+            raise TokenDeadlockError(self._deadlock_report(
+                _NoObjects(n), queues, tokens, pc, routes,
+                int(cfg[J.C_CMD_CAP]), int(cfg[J.C_DEP_CAP])))
+        left = {m: k for m, k in lengths.items() if k}
+        if pc < n or left:
+            waiting = pc - sum(executed.values()) + (n - pc)
+            raise UnfinishedWorkError(
+                f"FINISH executed with {waiting} instruction(s) not yet executed "
+                f"(queued per module: {left or {}}; not yet fetched: {n - pc}); on the board "
+                "the host would read results before they are written")
+        return RunResult(counters=dict(self.counters), insn_count=n, executed=executed,
+                         leftover_tokens={k: v for k, v in tokens.items() if v})
+
+    def _route_of(self, idx: int) -> str:
+        insn = isa.decode_program(self._raw[idx].tobytes(), self.hw)[0]
+        if isinstance(insn, MemInsn) and insn.opcode == Opcode.STORE:
+            return "store"
+        if isinstance(insn, MemInsn) and insn.memory_type in (MemType.INP, MemType.WGT):
+            return "load"
+        return "compute"
 
     def _prepare(self, raw):
         """Vectorised decode: per instruction its module, the token queues it pops and
