@@ -290,35 +290,6 @@ def _top(uop, ftab, kf, bgn, end, io, ii, fo, fi):
 
 
 @njit(cache=True)
-def _matvec(xrow, x0, wr, tmp, ubi, ubo):
-    """tmp[c] = sum_k x[x0 + k] * W[c][k] (int16 values, int32 sums: exact).  Unsigned
-    indices keep numba's negative-index handling out of the loops, so LLVM vectorises the
-    inner one (a multiply-add reduction over k)."""
-    for c in range(ubo):
-        a = np.int32(0)
-        base = c * ubi
-        for k in range(ubi):
-            a += np.int32(xrow[x0 + k]) * np.int32(wr[base + k])
-        tmp[c] = a
-
-
-@njit(cache=True)
-def _accumulate(ar, orow, a0, tmp, ubo, reset):
-    """acc += products (int32, wrapping: the int64 sum is truncated on assignment); the OUT
-    shadow gets the low byte of that sum (HLS), and a reset GEMM then zeroes the
-    accumulator."""
-    if reset:
-        for c in range(ubo):
-            orow[a0 + c] = ar[a0 + c] + tmp[c]
-            ar[a0 + c] = 0
-    else:
-        for c in range(ubo):
-            v = ar[a0 + c] + tmp[c]
-            ar[a0 + c] = v
-            orow[a0 + c] = v
-
-
-@njit(cache=True)
 def _gemm(words, i, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt):
     io = _fld(words, i, ftab, G_IOUT)
     ii = _fld(words, i, ftab, G_IIN)
@@ -350,21 +321,49 @@ def _gemm(words, i, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt):
     bo = cfg[C_BLOCK_OUT]
     ubi = uint64(bi)
     ubo = uint64(bo)
+    n_u = end - bgn
+    # the walk's indices, decoded once (the inner loops then only compute)
+    ud = np.empty(n_u, np.int64)
+    us = np.empty(n_u, np.int64)
+    uw = np.empty(n_u, np.int64)
+    for u in range(n_u):
+        w = np.int64(uop[bgn + u])
+        ud[u] = _ufld(w, ftab, U_DST)
+        us[u] = _ufld(w, ftab, U_SRC)
+        uw[u] = _ufld(w, ftab, U_WGT)
     tmp = np.empty(bo, np.int32)
+    # tmp[c] = sum_k x[k] * W[c][k]: int16 values, exact int32 sums.  Unsigned indices keep
+    # numba's negative-index handling out of the loops, so LLVM vectorises the k loop (a
+    # multiply-add reduction).  The accumulator wraps modulo 2^32 (the int64 sum truncated on
+    # assignment); the OUT shadow gets the low byte of (acc + product) (HLS), and a reset
+    # GEMM then zeroes the accumulator.
     for o in range(io):
         for it in range(ii):
-            for u in range(bgn, end):
-                w = np.int64(uop[u])
-                d = _ufld(w, ftab, U_DST) + o * dfo + it * dfi
-                s = _ufld(w, ftab, U_SRC) + o * sfo + it * sfi
-                g = _ufld(w, ftab, U_WGT) + o * wfo + it * wfi
-                wr = wgt16[g]
-                xrow = inp16[s]
-                ar = acc[d]
-                orow = out[d]
-                for b in range(b_):
-                    _matvec(xrow, uint64(b * bi), wr, tmp, ubi, ubo)
-                    _accumulate(ar, orow, uint64(b * bo), tmp, ubo, reset)
+            d0 = o * dfo + it * dfi
+            s0 = o * sfo + it * sfi
+            g0 = o * wfo + it * wfi
+            for u in range(n_u):
+                d = uint64(ud[u] + d0)
+                s = uint64(us[u] + s0)
+                g = uint64(uw[u] + g0)
+                for b in range(uint64(b_)):
+                    x0 = b * ubi
+                    for c in range(ubo):
+                        a = np.int32(0)
+                        base = c * ubi
+                        for k in range(ubi):
+                            a += np.int32(inp16[s, x0 + k]) * np.int32(wgt16[g, base + k])
+                        tmp[c] = a
+                    a0 = b * ubo
+                    if reset:
+                        for c in range(ubo):
+                            out[d, a0 + c] = acc[d, a0 + c] + tmp[c]
+                            acc[d, a0 + c] = 0
+                    else:
+                        for c in range(ubo):
+                            v = acc[d, a0 + c] + tmp[c]
+                            acc[d, a0 + c] = v
+                            out[d, a0 + c] = v
     if not reset:
         cnt[K_GEMM] += n
     return True
