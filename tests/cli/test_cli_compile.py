@@ -162,20 +162,28 @@ def test_run_text_mode(capsys):
 # ---------------------------------------------------------------------------- sweep
 def test_sweep_dense1(tmp_path, capsys):
     """dense.1 = (1, 256, 128): tile_b 1 candidate, tile_ci divisors of 16 (5), tile_co
-    divisors of 8 (4), oc_nthread 2 -> 40 configurations; all valid (tiny tiles, one free
-    variable at most in the micro-op closure)."""
+    divisors of 8 (4), oc_nthread 2 -> 40 configurations.  The native profile compiles all
+    of them (tiny tiles, one free variable at most in the micro-op closure); the original
+    (default ``tvm-0.14`` profile) refuses the 5 that split one output-channel tile (tile_co
+    8) over 2 virtual threads: the bound check of that ragged split guards the copies."""
     path = tmp_path / "d1.jsonl"
-    code, out, err = run(capsys, "sweep", "dense.1", "-o", path, "--json")
+    code, out, err = run(capsys, "sweep", "dense.1", "-o", path, "--json", "--profile", "native")
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["hw"] == MODEL and summary["output"] == str(path)
+    assert summary["hw"] == MODEL and summary["output"] == str(path) and summary["profile"] == "native"
     assert [(w["workload"], w["configs"], w["valid"]) for w in summary["workloads"]] == [("dense.1", 40, 40)]
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 40
-    keys = {"workload", "hw", "index", "knobs", "valid", "category", "reason", "message"}
+    keys = {"workload", "hw", "profile", "sync", "index", "knobs", "valid", "category", "reason", "message"}
     assert all(set(r) == keys for r in rows)
     assert [r["index"] for r in rows] == list(range(40))
     assert all(r["valid"] and r["category"] == 0 and r["reason"] == "" for r in rows)
+    code, out, err = run(capsys, "sweep", "dense.1", "-o", path, "--json")
+    strict = [json.loads(line) for line in path.read_text().splitlines()]
+    refused = [r["index"] for r in strict if not r["valid"]]
+    # tile_co 8 is the 4th of 4 tile_co values, oc_nthread 2 the 2nd: index = ci + 5*(3 + 4*1)
+    assert refused == [ci + 5 * (3 + 4) for ci in range(5)]
+    assert {r["reason"] for r in strict if not r["valid"]} == {"copy_pattern_guarded"}
     # index 1: tile_ci (second knob) is the least significant non-trivial digit
     assert rows[1]["knobs"] == [["tile_b", "sp", [-1, 1]], ["tile_ci", "sp", [-1, 2]],
                                 ["tile_co", "sp", [-1, 1]], ["oc_nthread", "ot", 1]]

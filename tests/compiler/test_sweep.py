@@ -64,7 +64,8 @@ def test_resnet18_sweep_counts(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 13760 == sum(w["configs"] for w in summary["workloads"])
-    assert set(rows[0]) == {"workload", "hw", "index", "knobs", "valid", "category", "reason", "message"}
+    assert set(rows[0]) == {"workload", "hw", "profile", "sync", "index", "knobs", "valid", "category",
+                            "reason", "message"}
     by_wl = Counter(r["workload"] for r in rows)
     assert by_wl["resnet18.C2"] == 2304 and by_wl["resnet18.C11"] == 576
     # the two reference programs' configurations are valid, as the original stack built them

@@ -14,6 +14,7 @@ from vtatune.compiler.sweep import verdict
 from vtatune.db import open_db
 from vtatune.hardware.config import HwConfig
 from vtatune.measure import MeasureResult
+from vtatune.measure.runners import runner_for
 from vtatune.autotune import tune
 from vtatune.task import VtaTask
 
@@ -266,17 +267,12 @@ def test_records_stored_meanwhile_by_another_process_are_not_counted_as_new(db):
             out = super().measure(inputs)
             if self.calls == 1:  # the other process stores the first two first
                 db.add([task.record(i.config, costs=r.costs, error_no=r.error_no, source="measured",
-                                    runner="tsim/" + task.sync + "/" + _fingerprint(task))
+                                    runner=runner_for("tsim").label(task))
                         for i, r in zip(inputs[:2], out[:2])])
             return out
     s = tune(task, db=db, tuner="random", n_trial=6, pool=Racing(), chunk=6)
     assert s.attempted == 6 and s.new == 4
     assert len(db.records(workload_key=task.key)) == 6
-
-
-def _fingerprint(task):
-    from vtatune.measure.runners import timing_fingerprint
-    return timing_fingerprint(task.hw)
 
 
 def test_cli_refuses_negative_seed_and_top(tmp_path, capsys):

@@ -39,7 +39,7 @@ def test_oracle_answers_from_the_table_and_the_verdict(bench, tables):
         r = json.loads(line)
         if r["workload"] == "resnet18.C11":
             rows[r["index"]] = r["cost_s"]
-    assert o.n_valid == len(rows) == 64
+    assert o.n_valid == len(rows) == 40   # 64 compile, 24 of them split 7 rows over 2 threads
     best = min(rows.values())
     assert [i for i, c in rows.items() if c == best] == o.optima.tolist()
     measure = bench.OracleMeasure(o)
@@ -96,7 +96,7 @@ def test_run_figures_and_budget_plus_one(bench, tables):
     assert r["measured"] == 3 and not r["reached"] and r["trials_to_best"] == 4
     r = bench.run_one(o, bench.VARIANTS["xgb-reg"], 0, 480)
     assert r["reached"] and r["best_ratio"] == 1.0
-    assert r["measured"] == r["trials_to_best"] <= 480          # stops at the optimum
+    assert r["trials_to_best"] <= r["measured"] <= 480   # stops in the chunk that found the optimum
     assert 0 < r["invalid"] < r["trials_to_best"]
     r = bench.run_one(o, bench.VARIANTS["exact"], 0, 480)
     assert r["reached"] and r["invalid"] == 0 and not r["optimum_screened"]

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..compiler.profiles import DEFAULT_PROFILE
 from ..errors import ConfigurationError
 from ..hardware.config import HwConfig
 from ..measure.measure import MeasureInput, MeasureResult
@@ -77,11 +78,12 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
          chunk: int | None = None, init: InitStrategy | None = None,
          screen: Screen | None = None, pool=None, feature: str = "itervar",
          tuner_options: dict | None = None, on_progress: ProgressFn | None = None,
-         hw: HwConfig | str | None = None, sync: str | None = None) -> TuneSummary:
+         hw: HwConfig | str | None = None, sync: str | None = None,
+         profile: str | None = None) -> TuneSummary:
     """Tune one task until ``n_trial`` configurations of it are recorded for this runner
     (records already in ``db`` count), the space is exhausted, or ``early_stopping`` trials
     pass without improvement.  ``task`` may also be a workload reference (suite name, spec,
-    AutoTVM input), bound to ``hw`` with token scheme ``sync``.  The runner and the token
+    AutoTVM input), bound to ``hw`` with token scheme ``sync`` and compiler ``profile``.  The runner and the token
     scheme are checked before anything is recorded.
 
     ``init`` (a validity-driven first plan) and ``screen`` (which proposals are measured) are
@@ -89,11 +91,12 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
     records with reason ``screened`` — never exported, never labels, never counted."""
     runner = runner_for(runner)
     if isinstance(task, VtaTask):
-        if hw is not None or sync is not None:
-            raise ConfigurationError("task", "a VtaTask carries its hardware and token scheme; "
-                                             "hw=/sync= are for a workload reference")
+        if hw is not None or sync is not None or profile is not None:
+            raise ConfigurationError("task", "a VtaTask carries its hardware, token scheme and "
+                                             "profile; hw=/sync=/profile= are for a workload reference")
     else:
-        task = VtaTask.create(task, hw, sync=sync or DEFAULT_SYNC)
+        task = VtaTask.create(task, hw, sync=sync or DEFAULT_SYNC,
+                              profile=profile or DEFAULT_PROFILE)
     space = task.space
     flops = task.flops
     label = runner.label(task)

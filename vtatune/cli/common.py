@@ -34,6 +34,14 @@ def add_sync(p: argparse.ArgumentParser) -> None:
     from ..task import DEFAULT_SYNC
     p.add_argument("--sync", default=DEFAULT_SYNC, choices=list(SYNC_MODES),
                    help=f"dependence-token scheme (docs/compiler.md); default {DEFAULT_SYNC}")
+    add_profile(p)
+
+
+def add_profile(p: argparse.ArgumentParser) -> None:
+    from ..compiler.profiles import DEFAULT_PROFILE, PROFILES
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES),
+                   help="compiler profile: which configurations compile (docs/compiler.md); "
+                        f"default {DEFAULT_PROFILE}, the original stack's verdicts")
 
 
 def load_hw(args: argparse.Namespace) -> HwConfig:

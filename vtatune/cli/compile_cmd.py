@@ -33,6 +33,7 @@ def register(sub) -> None:
     p = sub.add_parser("sweep", help="compile-only validity verdict of every configuration")
     p.add_argument("workload", metavar="WORKLOAD|SUITE")
     p.add_argument("-o", "--output", required=True, metavar="FILE.jsonl")
+    add_sync(p)
     add_hw(p)
     add_json(p)
     p.set_defaults(func=cmd_sweep)
@@ -55,7 +56,7 @@ def _common(p) -> None:
 
 
 def _config(args):
-    task = VtaTask.create(args.workload, load_hw(args), sync=args.sync)
+    task = VtaTask.create(args.workload, load_hw(args), sync=args.sync, profile=args.profile)
     if not 0 <= args.index < task.space.size:
         raise CLIUsageError(f"--index {args.index} is outside the space of {task.space.size} "
                             "configurations")
@@ -174,7 +175,8 @@ def cmd_sweep(args) -> int:
             t0 = time.perf_counter()
             counts = Counter()
             n = 0
-            for rec in sweep(wl, hw, name=wl.name or args.workload):
+            for rec in sweep(wl, hw, name=wl.name or args.workload, profile=args.profile,
+                             sync=args.sync):
                 f.write(json.dumps(rec) + "\n")
                 counts[rec["reason"] or "valid"] += 1
                 n += 1
@@ -187,7 +189,7 @@ def cmd_sweep(args) -> int:
                       f"({100 * stats[-1]['valid_fraction']:5.1f} %)  {dt:6.2f} s", file=sys.stderr)
     total = time.perf_counter() - t_all
     if args.json:
-        emit_json({"hw": hw.name, "output": args.output, "seconds": round(total, 3), "workloads": stats})
+        emit_json({"hw": hw.name, "profile": args.profile, "sync": args.sync, "output": args.output, "seconds": round(total, 3), "workloads": stats})
     else:
         print(f"{sum(s['configs'] for s in stats)} configurations in {total:.2f} s -> {args.output}")
     return 0

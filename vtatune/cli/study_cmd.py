@@ -64,7 +64,7 @@ def _command(args) -> list[str]:
     database password masked)."""
     argv = ["study", args.workload, "--target", args.target, "--workers", str(args.workers),
             "--seeds", str(args.seeds), "--sizes", args.sizes, "--loss", args.loss,
-            "--sync", args.sync]
+            "--sync", args.sync, "--profile", args.profile]
     if args.hw:
         argv += ["--hw", args.hw]
     if args.db:
@@ -88,7 +88,7 @@ def cmd_study(args) -> int:
     hw = load_hw(args)
     is_suite = args.workload in list_suites()
     refs = [w for w in suite(args.workload) if w.offloadable] if is_suite else [args.workload]
-    tasks = [VtaTask.create(ref, hw, sync=args.sync) for ref in refs]
+    tasks = [VtaTask.create(ref, hw, sync=args.sync, profile=args.profile) for ref in refs]
     if not tasks:
         raise CLIUsageError(f"suite {args.workload} has no workload VTA can run")
     out_dir = pathlib.Path(args.output or f"study-{_safe(args.workload)}")

@@ -106,7 +106,7 @@ def _tasks(name: str, args):
     from ..workloads.suites import list_suites, suite
     hw = load_hw(args)
     refs = [w for w in suite(name) if w.offloadable] if name in list_suites() else [name]
-    return [VtaTask.create(ref, hw, sync=args.sync) for ref in refs]
+    return [VtaTask.create(ref, hw, sync=args.sync, profile=args.profile) for ref in refs]
 
 
 def _task(args):

@@ -153,3 +153,17 @@ def closure_check(n_thread_axes: int) -> None:
 def field_overflow(exc) -> InvalidConfigError:
     return InvalidConfigError(ErrorCategory.WRONG_ANSWER, "field_overflow",
                               f"{exc} (the runtime truncates the bit-field silently)")
+
+
+def check_mem_fields(hw: HwConfig, where: str, **values: int) -> None:
+    """The encoder's width check of LOAD/STORE fields (``field_overflow`` as ``encode``
+    raises it), for values known before emission — per tile position in the sweep."""
+    from ..errors import FieldOverflowError
+    from ..hardware import isa
+    fields = {f.name: f for f in isa.layouts_for(hw).mem.fields}
+    for name, value in values.items():
+        f = fields[name]
+        lo, hi = ((-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else (0, f.mask))
+        if not lo <= int(value) <= hi:
+            raise field_overflow(FieldOverflowError(f"MEM.{name}", int(value), f.width,
+                                                    signed=f.signed)) from None

@@ -15,9 +15,11 @@ from ..hardware.config import HwConfig
 from ..hardware.isa import MemType
 from ..workloads.workload import GROUP_CONV2D, Workload
 from . import ir, packing
-from .common import (Allocation, Loop, alu_kernel, check_allocations, closure_check,
+from .common import (Allocation, Loop, alu_kernel, check_allocations, check_mem_fields, closure_check,
                      epilogue_stages, gemm_kernel)
+from .copy_pattern import CopyStmt, PadAxis, match_copy_pattern
 from .dma import drop_unit, get_2d_pattern, padded_load_dims
+from .profiles import DEFAULT_PROFILE
 
 
 @dataclass
@@ -104,17 +106,83 @@ class Conv2DLowering:
         return (co_start // self.cpg) * self.ci_red + k0
 
     # ------------------------------------------------------------------ static analysis
-    def check_lowering(self) -> None:
-        """Every check the TVM lowering performs (category COMPILE_HOST), in pass order."""
+    def check_lowering(self, profile: str = DEFAULT_PROFILE) -> None:
+        """Every check the TVM lowering performs (category COMPILE_HOST), in pass order:
+        StorageFlatten's per-buffer bound, then ``InjectDMAIntrin`` statement by statement
+        (in the ``tvm-0.14`` profile ``MatchCopyPattern`` first, then the 2-D pattern), then
+        StorageRewrite's bound after ``cthread``."""
         hw = self.hw
-        for a in self.allocs:  # StorageFlatten: one buffer larger than its SRAM
+        for a in self.allocs:
             check_allocations([a], hw, 1)
-        self.inp_pattern()
-        self.wgt_pattern()
+        strict = profile == "tvm-0.14"
+        for stmt, pattern in self.copy_statements():
+            if strict:
+                match_copy_pattern(stmt)
+            pattern()
+        check_allocations(self.allocs, hw, self.nthreads)
+
+    def ragged(self) -> tuple[bool, bool]:
+        """(rows, output channels): a ``cthread`` split that does not divide its tile count."""
+        return (self.nt_h > 1 and self.n_h0 % self.nt_h != 0,
+                self.nt_oc > 1 and self.n_co0 % self.nt_oc != 0)
+
+    def copy_statements(self):
+        """(CopyStmt, 2-D pattern check) of every DMA statement, in program order.  A
+        statement is guarded when its region at the ghost tile of a ragged split starts past
+        its tensor (TE's bound check on the attached stage); the output stage carries its
+        own split's check."""
+        wl = self.wl
+        rag_h, rag_co = self.ragged()
+        rows_ext = wl.height + (2 * wl.pad_h if self.padded else 0)
+        inp_moves = ((rag_h and self.n_h0 * self.h1 * wl.stride_h >= rows_ext)
+                     or (rag_co and self._in_ch_start(self.n_co0 * self.co1, 0) >= self.CIb))
+        co_moves = rag_co and self.n_co0 * self.co1 >= self.COb
+        pads = ()
+        if self.padded:
+            pads = tuple(a for a in (PadAxis("rows", self.rows, self.n_h0 > 1 or self.nt_h > 1)
+                                     if wl.pad_h else None,
+                                     PadAxis("cols", self.cols, self.n_w0 > 1) if wl.pad_w else None)
+                         if a is not None)
+        out = [(CopyStmt("pad_data -> local.inp_buffer" if self.padded else "data -> local.inp_buffer",
+                         inp_moves, pads), self.inp_pattern),
+               (CopyStmt("kernel -> local.wgt_buffer", co_moves), self.wgt_pattern)]
         if self.has_bias:
-            self.bias_pattern()
-        self.store_pattern()
-        check_allocations(self.allocs, hw, self.nthreads)  # StorageRewrite, after cthread
+            out.append((CopyStmt("bias -> local.acc_buffer", co_moves), self.bias_pattern))
+        out.append((CopyStmt("res -> output (store)", rag_h or rag_co), self.store_pattern))
+        return out
+
+    def check_fields(self) -> None:
+        """Every LOAD/STORE field the stream will carry, over all tile positions, against its
+        width (the encoder's ``field_overflow``; e.g. a padded tile whose window lies wholly
+        in the padding gets a negative ``y_size``), checked in the layout's field order as
+        the encoder does."""
+        wl = self.wl
+        vals: dict[str, list[int]] = {}
+
+        def add(**kv):
+            for k, v in kv.items():
+                vals.setdefault(k, []).append(v)
+        pats = [self.wgt_pattern(), self.store_pattern()] + ([self.bias_pattern()] if self.has_bias else [])
+        if not self.padded:
+            pats.append(self.inp_pattern())
+        for x, y, stride in pats:
+            add(x_size=x, y_size=y, x_stride=stride)
+        if self.padded:
+            H, W = wl.height, wl.width
+            add(x_stride=W)
+            for i0 in range(self.n_h0):
+                r0 = i0 * self.h1 * wl.stride_h - wl.pad_h
+                yp0, yp1 = max(0, -r0), max(0, r0 + self.rows - H)
+                add(y_pad_0=yp0, y_pad_1=yp1, y_size=self.rows - yp0 - yp1)
+            for j0 in range(self.n_w0):
+                c0 = j0 * self.w1 * wl.stride_w - wl.pad_w
+                xp0, xp1 = max(0, -c0), max(0, c0 + self.cols - W)
+                add(x_pad_0=xp0, x_pad_1=xp1, x_size=self.cols - xp0 - xp1)
+        from ..hardware import isa
+        for f in isa.layouts_for(self.hw).mem.fields:
+            if f.name in vals:
+                check_mem_fields(self.hw, "MEM", **{f.name: min(vals[f.name])})
+                check_mem_fields(self.hw, "MEM", **{f.name: max(vals[f.name])})
 
     def inp_dims(self):
         wl = self.wl
@@ -300,8 +368,7 @@ class Conv2DLowering:
             tile.append(ir.Scope(ir.COMPUTE_Q, [kernel(st.name)]))
         tile.append(ir.Scope(ir.STORE_Q, [ir.Payload("store", store)]))
 
-        ragged_h = self.nt_h > 1 and self.n_h0 % self.nt_h
-        ragged_co = self.nt_oc > 1 and self.n_co0 % self.nt_oc
+        ragged_h, ragged_co = self.ragged()
         if ragged_h or ragged_co:  # the split's bound check guards the whole tile
             def inside(env):
                 _, i0, c0, _, _ = tile_pos(env)

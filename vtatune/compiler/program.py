@@ -23,6 +23,7 @@ from ..sim.dram import Dram
 from ..workloads.workload import CONV2D, CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, Workload
 from . import ir
 from .common import field_overflow
+from .profiles import DEFAULT_PROFILE, check_profile
 from .runtime import Runtime
 
 
@@ -40,13 +41,20 @@ def lowering_for(wl: Workload, knobs: dict, hw: HwConfig):
     raise ConfigurationError("template", f"the compiler has no lowering for template {wl.template!r}")
 
 
-def check_config(wl: Workload, knobs: dict, hw: HwConfig):
+def check_config(wl: Workload, knobs: dict, hw: HwConfig, profile: str = DEFAULT_PROFILE):
     """Validity verdict from the compiler's own per-tile analysis, without emitting the
-    stream: the same lowering and runtime checks ``compile_program`` runs first."""
+    stream: the lowering checks of ``profile`` (``profiles.py``), the runtime library's
+    micro-op checks, and the width of every DMA field over all tile positions — the checks
+    ``compile_program`` runs before it emits.  (The stream's length is the one check left
+    to emission; ``sweep.verdict`` bounds it, ``stream_size.py``.)"""
+    check_profile(profile)
     wl = wl.bind(hw)
     low = lowering_for(wl, knobs, hw)
-    low.check_lowering()
+    low.check_lowering(profile)
     low.check_runtime()
+    check_fields = getattr(low, "check_fields", None)
+    if check_fields is not None:
+        check_fields()
     return low
 
 
@@ -141,10 +149,12 @@ class Program:
         return Bundle(self.hw.name, self.insn_addr, self.insn_count, regions)
 
 
-def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = "tvm-0.14") -> Program:
-    """``sync`` selects the dependence-token scheme: ``"tvm-0.14"`` (default; byte-identical
-    to the TVM v0.14 stack) or ``"single"`` (one dependence pass, docs/compiler.md)."""
-    low = check_config(wl, knobs, hw)
+def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = "tvm-0.14",
+                    profile: str = DEFAULT_PROFILE) -> Program:
+    """``sync`` selects the dependence-token scheme: ``"tvm-0.14"`` (byte-identical to the
+    TVM v0.14 stack) or ``"single"`` (one dependence pass, docs/compiler.md); ``profile``
+    which configurations compile (``profiles.py``)."""
+    low = check_config(wl, knobs, hw, profile)
     dram = Dram()
     sizes = low.region_sizes()
     bases = {name: dram.alloc(nbytes) for name, nbytes in sizes.items()}
@@ -164,4 +174,4 @@ def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = "tvm
     regions["uop"] = (uop_addr, uop_bytes)
     regions["insn"] = (insn_addr, len(blob))
     return Program(wl.bind(hw), dict(knobs), hw, np.array(rt.uop_words, dtype=np.uint32),
-                   regions, blob, extra={"lowering": low})
+                   regions, blob, extra={"lowering": low, "sync": sync, "profile": profile})

@@ -93,7 +93,7 @@ class FsimRunner(Runner):
     cost_meaning = "wall time of the functional simulator (not a hardware time)"
 
     def label(self, task: VtaTask) -> str:
-        return "fsim"
+        return f"fsim/{task.sync}/{task.profile}"
 
     def execute(self, program, inputs, *, functional=True, trace=False) -> Execution:
         if trace:
@@ -120,7 +120,7 @@ class TsimRunner(Runner):
     cost_meaning = "simulated latency of one call on the board, host work included"
 
     def label(self, task: VtaTask) -> str:
-        return f"tsim/{task.sync}/{timing_fingerprint(task.hw)}"
+        return f"tsim/{task.sync}/{task.profile}/{timing_fingerprint(task.hw)}"
 
     def execute(self, program, inputs, *, functional=True, trace=False) -> Execution:
         dram = load_program(program, inputs)
@@ -176,7 +176,8 @@ class Evaluation:
 
 def compile_config(task: VtaTask, config: ConfigEntity) -> Program:
     """Compile one configuration of ``task`` (typed ``MeasureError`` if it is invalid)."""
-    return compile_program(task.workload, config.knobs, task.hw, sync=task.sync)
+    return compile_program(task.workload, config.knobs, task.hw, sync=task.sync,
+                           profile=task.profile)
 
 
 def evaluate(task: VtaTask, config: ConfigEntity | int, runner: Runner | str, *,

@@ -1,5 +1,5 @@
 """The VTA tuning task: one workload on one hardware configuration, compiled with one
-dependence-token scheme (AutoTVM's ``Task``).
+dependence-token scheme and one compiler profile (AutoTVM's ``Task``).
 
 A ``VtaTask`` is built once (``VtaTask.create``) and handed to every consumer — tuning
 session, measurement workers, database look-ups, replay, sweep — so the workload is
@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 from ..compiler.ir import SYNC_MODES
+from ..compiler.profiles import DEFAULT_PROFILE, check_profile
 from ..db.records import TuningRecord, workload_key
 from ..errors import ConfigurationError
 from ..hardware.config import HwConfig
@@ -37,11 +38,13 @@ def check_sync(sync: Any) -> str:
 
 @dataclass(frozen=True)
 class VtaTask:
-    """A bound workload, its hardware, its token scheme; everything else derives from them."""
+    """A bound workload, its hardware, its token scheme and compiler profile; everything
+    else derives from them."""
 
     workload: Workload
     hw: HwConfig
     sync: str = DEFAULT_SYNC
+    profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         if not isinstance(self.hw, HwConfig):
@@ -50,17 +53,19 @@ class VtaTask:
             raise ConfigurationError("workload",
                                      f"expected a Workload, got {type(self.workload).__name__}")
         check_sync(self.sync)
+        check_profile(self.profile)
         object.__setattr__(self, "workload", self.workload.bind(self.hw))
 
     @classmethod
     def create(cls, workload: Any, hw: HwConfig | str | None = None, *,
-               sync: str = DEFAULT_SYNC) -> "VtaTask":
+               sync: str = DEFAULT_SYNC, profile: str = DEFAULT_PROFILE) -> "VtaTask":
         """From a suite name, spec string, AutoTVM input or ``Workload``; ``hw`` is a
         ``HwConfig``, a shipped name or a JSON file (default: the AutoTVM input's
         ``-model=``, else the default configuration)."""
         check_sync(sync)
+        check_profile(profile)
         wl, hwc = resolve_workload(workload, None if hw is None else load_hw(hw))
-        return cls(wl, hwc, sync)
+        return cls(wl, hwc, sync, profile)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -115,7 +120,8 @@ class VtaTask:
 
     def __getstate__(self) -> dict:
         # caches are rebuilt on the other side (smaller pickles, nothing stale)
-        return {"workload": self.workload, "hw": self.hw, "sync": self.sync}
+        return {"workload": self.workload, "hw": self.hw, "sync": self.sync,
+                "profile": self.profile}
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():

@@ -185,25 +185,26 @@ def _compiler_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def sweep_key(wl: Workload, hw: HwConfig) -> str:
+def sweep_key(wl: Workload, hw: HwConfig, profile: str = "tvm-0.14") -> str:
     w = wl.bind(hw)
-    text = json.dumps([list(w.shape), w.epilogue, hw_key(hw), _compiler_hash()], default=str)
+    text = json.dumps([list(w.shape), w.epilogue, hw_key(hw), profile, _compiler_hash()], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def sweep_labels(wl: Workload, hw: HwConfig, cache_dir: str | os.PathLike | None = None
-                 ) -> SweepLabels:
-    """The compile-only verdict of every configuration of ``wl`` on ``hw`` (cached)."""
+def sweep_labels(wl: Workload, hw: HwConfig, cache_dir: str | os.PathLike | None = None,
+                 profile: str = "tvm-0.14") -> SweepLabels:
+    """The compile-only verdict of every configuration of ``wl`` on ``hw`` in compiler
+    ``profile`` (default the original stack's, the labels of the published study; cached)."""
     from ..compiler.sweep import sweep
 
-    key = sweep_key(wl, hw)
+    key = sweep_key(wl, hw, profile)
     path = pathlib.Path(cache_dir) / f"sweep-{key}.npz" if cache_dir is not None else None
     out = _MEMO.get(key)
     if out is None and path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             out = SweepLabels(z["valid"], z["category"], z["reason"])
     if out is None:
-        recs = list(sweep(wl, hw))
+        recs = list(sweep(wl, hw, profile=profile))
         out = SweepLabels(np.array([r["valid"] for r in recs], dtype=bool),
                           np.array([r["category"] for r in recs], dtype=np.int8),
                           np.array([r["reason"] for r in recs], dtype=str))

@@ -166,7 +166,8 @@ class ExactScreen(_ScreenBase):
         v = self._memo.get(index)
         if v is None:
             cfg = self.task.space.get(index)
-            v = self._memo[index] = verdict(self.task.workload, cfg.knobs, self.task.hw)[0]
+            v = self._memo[index] = verdict(self.task.workload, cfg.knobs, self.task.hw,
+                                            self.task.profile, self.task.sync)[0]
         return v
 
     def p_valid(self, indices) -> np.ndarray:
