@@ -66,10 +66,16 @@ class _Insn:
 
 # The queue is kept compact (a program can have 500,000 instructions): per instruction one
 # ``meta`` int — kind | stage << 3 | dependence flags << 5 — and, per kind, its fields in that
-# kind's flat list, in the column order below (a NOP: opcode | memory_type << 3).
-K_MEM, K_GEMM, K_ALU, K_FINISH, K_NOP = 0, 1, 2, 3, 4
-KINDS = ("mem", "gemm", "alu", "finish", "mem")
+# kind's flat list, in the column order below.  The three NOP kinds have no fields: a LOAD
+# INP (load stage), a LOAD UOP (compute stage) and a STORE, all sizes 0.
+K_MEM, K_GEMM, K_ALU, K_FINISH, K_NOP_INP, K_NOP_UOP, K_NOP_STORE = range(7)
+KINDS = ("mem", "gemm", "alu", "finish", "mem", "mem", "mem")
+NOP_CODE = {K_NOP_INP: (Opcode.LOAD, MemType.INP), K_NOP_UOP: (Opcode.LOAD, MemType.UOP),
+            K_NOP_STORE: (Opcode.STORE, MemType.UOP)}
 FLAG_SHIFT = 5
+# meta of the NOP a stage emits (a LOAD with x_size 0 belongs to no stage)
+_NOP_META = {LOAD_STAGE: K_NOP_INP | NONE_STAGE << 3, COMPUTE_STAGE: K_NOP_UOP | NONE_STAGE << 3,
+             STORE_STAGE: K_NOP_STORE | STORE_STAGE << 3}
 F_POP_PREV, F_POP_NEXT, F_PUSH_PREV, F_PUSH_NEXT = 1, 2, 4, 8  # flags (meta >> FLAG_SHIFT)
 DEP_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
 MEM_COLS = ("opcode", "memory_type", "sram_base", "dram_base", "y_size", "x_size", "x_stride",
@@ -78,7 +84,7 @@ GEMM_COLS = ("reset_reg", "uop_bgn", "uop_end", "iter_out", "iter_in", "dst_fact
              "dst_factor_in", "src_factor_out", "src_factor_in", "wgt_factor_out", "wgt_factor_in")
 ALU_COLS = ("reset_reg", "uop_bgn", "uop_end", "iter_out", "iter_in", "dst_factor_out",
             "dst_factor_in", "src_factor_out", "src_factor_in", "alu_opcode", "use_imm", "imm")
-COLS = (MEM_COLS, GEMM_COLS, ALU_COLS, (), ("nop",))
+COLS = (MEM_COLS, GEMM_COLS, ALU_COLS, (), (), (), ())
 
 
 class Runtime:
@@ -87,7 +93,7 @@ class Runtime:
     def __init__(self, hw: HwConfig):
         self.hw = hw
         self._meta: list[int] = []
-        self._rows: tuple[list, ...] = ([], [], [], [], [])
+        self._rows: tuple[list, ...] = ([], [], [])  # MEM, GEMM, ALU fields
         self._max_insns = MAX_XFER // isa.INSN_BYTES - 6
         self.pending_prev = [0, 0, 0, 0]
         self.pending_next = [0, 0, 0, 0]
@@ -97,6 +103,7 @@ class Runtime:
         self._ring_ptr = 0
         self.kernels: dict = {}               # key -> UopKernel (memoised for the process)
         self._insn_fields: dict = {}          # (key, begin) -> GEMM/ALU field tuple
+        self._resident_insn: dict = {}        # key -> its instruction while resident
         lay = isa.layouts_for(hw).uop
         self._uop_shifts = tuple(f.lo for f in lay.fields)
 
@@ -105,18 +112,17 @@ class Runtime:
     def insns(self) -> list[_Insn]:
         """The queue as instruction views (built on demand; for inspection and tests)."""
         out = []
-        pos = [0, 0, 0, 0, 0]
+        pos = [0, 0, 0]
         for meta in self._meta:
             kind = meta & 7
-            width = max(1, len(COLS[kind])) if kind != K_FINISH else 0
-            row = self._rows[kind][pos[kind]:pos[kind] + width]
-            pos[kind] += width
             flags = meta >> FLAG_SHIFT
             f = {name: (flags >> bit) & 1 for bit, name in enumerate(DEP_NAMES)}
-            if kind == K_NOP:
-                f.update(opcode=row[0] & 7, memory_type=row[0] >> 3)
-            else:
-                f.update(zip(COLS[kind], row))
+            if kind in NOP_CODE:
+                f.update(zip(("opcode", "memory_type"), NOP_CODE[kind]))
+            elif kind != K_FINISH:
+                width = len(COLS[kind])
+                f.update(zip(COLS[kind], self._rows[kind][pos[kind]:pos[kind] + width]))
+                pos[kind] += width
             if kind == K_MEM and not f["uop_relative"]:
                 del f["uop_relative"]
             out.append(_Insn(KINDS[kind], (meta >> 3) & 3, f))
@@ -135,21 +141,20 @@ class Runtime:
         self._rows[kind].extend(row)
 
     def _noop(self, stage: int, flags: int) -> None:
-        if len(self._meta) >= self._max_insns:
+        meta = self._meta
+        if len(meta) >= self._max_insns:
             self._too_large()
-        if stage == STORE_STAGE:
-            self._meta.append(K_NOP | STORE_STAGE << 3 | flags << FLAG_SHIFT)
-            self._rows[K_NOP].append(Opcode.STORE | MemType.UOP << 3)
-        else:  # a LOAD with x_size 0 belongs to no stage
-            self._meta.append(K_NOP | NONE_STAGE << 3 | flags << FLAG_SHIFT)
-            self._rows[K_NOP].append(
-                Opcode.LOAD | (MemType.INP if stage == LOAD_STAGE else MemType.UOP) << 3)
+        meta.append(_NOP_META[stage] | flags << FLAG_SHIFT)
 
     # ------------------------------------------------------------------ tokens
     def _commit(self, stage: int) -> None:
-        if self.pending_prev[stage] or self.pending_next[stage]:
-            self._noop(stage, self.pending_prev[stage] | self.pending_next[stage] << 1)
-            self.pending_prev[stage] = self.pending_next[stage] = 0
+        pp, pn = self.pending_prev, self.pending_next
+        if pp[stage] or pn[stage]:
+            meta = self._meta
+            if len(meta) >= self._max_insns:
+                self._too_large()
+            meta.append(_NOP_META[stage] | (pp[stage] | pn[stage] << 1) << FLAG_SHIFT)
+            pp[stage] = pn[stage] = 0
 
     def dep_pop(self, frm: int, to: int) -> None:
         if frm < to:
@@ -175,14 +180,15 @@ class Runtime:
         if self.pending_prev[frm] or self.pending_next[frm]:
             self._commit(frm)
         meta = self._meta
+        flag = F_PUSH_NEXT if frm < to else F_PUSH_PREV
         if meta:
             last = meta[-1]
-            if (last >> 3) & 3 == frm:
-                bit = (F_PUSH_NEXT if frm < to else F_PUSH_PREV) << FLAG_SHIFT
-                if not last & bit:
-                    meta[-1] = last | bit
-                    return
-        self._noop(frm, F_PUSH_NEXT if frm < to else F_PUSH_PREV)
+            if (last >> 3) & 3 == frm and not last & flag << FLAG_SHIFT:
+                meta[-1] = last | flag << FLAG_SHIFT
+                return
+        if len(meta) >= self._max_insns:
+            self._too_large()
+        meta.append(_NOP_META[frm] | flag << FLAG_SHIFT)
 
     def _check_size(self) -> None:
         if len(self._meta) > self._max_insns:
@@ -210,6 +216,10 @@ class Runtime:
         """``VTAPushGEMMOp``/``VTAPushALUOp``: record the kernel on first use (``record()``
         returns a UopKernel), make it resident in the micro-op SRAM (LOAD UOP if needed),
         then emit the GEMM or ALU instruction."""
+        hit = self._resident_insn.get(key)
+        if hit is not None:  # resident: only the GEMM/ALU instruction
+            self._append(*hit)
+            return
         kernel = self.kernels.get(key)
         if kernel is None:
             kernel = self.kernels[key] = record()
@@ -224,6 +234,7 @@ class Runtime:
             begin, end = self._ring_ptr, self._ring_ptr + n
             for other in [k for k, (b, e) in self._resident.items() if b < end and begin < e]:
                 del self._resident[other]
+                self._resident_insn.pop(other, None)
             self._resident[key] = (begin, end)
             self._ring_ptr = end
             offset = len(self.uop_words)
@@ -236,6 +247,7 @@ class Runtime:
         cached = self._insn_fields.get((key, begin))
         if cached is None:
             cached = self._insn_fields[(key, begin)] = self._kernel_insn(kernel, begin, end)
+        self._resident_insn[key] = cached
         self._append(*cached)
 
     @staticmethod
@@ -266,6 +278,7 @@ class Runtime:
         self._commit(COMPUTE_STAGE)
         self._meta.append(K_FINISH | COMPUTE_STAGE << 3)
         self._resident.clear()
+        self._resident_insn.clear()
         self._ring_ptr = 0
 
     # ------------------------------------------------------------------ output
@@ -281,19 +294,20 @@ class Runtime:
         kinds = meta & 7
         flags = meta >> FLAG_SHIFT
         opcode = {K_GEMM: Opcode.GEMM, K_ALU: Opcode.ALU, K_FINISH: Opcode.FINISH}
-        for kind in (K_MEM, K_GEMM, K_ALU, K_FINISH, K_NOP):
+        nops = kinds >= K_NOP_INP
+        if nops.any():
+            # opcode, flags and memory type only: every value fits its field
+            f = lay.mem
+            code = np.zeros(8, dtype=np.uint64)
+            for k, (op, mt) in NOP_CODE.items():
+                code[k] = (int(op) << f.field("opcode").lo) | (int(mt) << f.field("memory_type").lo)
+            lo[nops] = code[kinds[nops]] | (flags[nops].astype(np.uint64)
+                                            << np.uint64(f.field("pop_prev").lo))
+        for kind in (K_MEM, K_GEMM, K_ALU, K_FINISH):
             rows = np.flatnonzero(kinds == kind)
             if rows.size == 0:
                 continue
             fl = flags[rows]
-            if kind == K_NOP:
-                # opcode, flags and memory type only: every value fits its field
-                code = np.array(self._rows[K_NOP], dtype=np.uint64)
-                f = lay.mem
-                lo[rows] = ((code & np.uint64(7)) << np.uint64(f.field("opcode").lo)
-                            | (fl.astype(np.uint64) << np.uint64(f.field("pop_prev").lo))
-                            | (code >> np.uint64(3)) << np.uint64(f.field("memory_type").lo))
-                continue
             names = COLS[kind]
             cols = {}
             if names:
