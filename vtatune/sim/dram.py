@@ -134,6 +134,8 @@ class Dram:
         span = (rows - 1) * pitch + row_bytes
         region, off = self._find(addr, span, what)
         base = region.data[off:off + span]
+        if pitch == row_bytes or rows == 1:  # contiguous: a plain view
+            return base.reshape(rows, row_bytes)
         return as_strided(base, shape=(rows, row_bytes), strides=(pitch, 1), writeable=True)
 
 

@@ -318,10 +318,17 @@ class FunctionalSimulator:
         need_give = [lookup[k] for k in key]
         rows = np.flatnonzero(~noop)
         objs: list = [None] * op.size
-        for lo in range(0, rows.size, DECODE_CHUNK):  # bounds the decoder's temporary columns
-            part = rows[lo:lo + DECODE_CHUNK]
-            for r, insn in zip(part.tolist(), isa.decode_program(self._raw[part].ravel(), self.hw)):
-                objs[r] = insn
+        # Programs repeat instructions (every tile issues the same GEMMs and ALUs): decode
+        # each distinct one once; equal instructions share one (immutable) object.
+        words = self._raw[rows].view("<u8").reshape(-1, 2)
+        uniq, inverse = (np.unique(words, axis=0, return_inverse=True) if rows.size
+                         else (words, np.zeros(0, dtype=np.intp)))
+        decoded: list = []
+        for lo in range(0, len(uniq), DECODE_CHUNK):  # bounds the decoder's temporary columns
+            part = np.ascontiguousarray(uniq[lo:lo + DECODE_CHUNK]).view(np.uint8)
+            decoded += isa.decode_program(part.ravel(), self.hw)
+        for r, k in zip(rows.tolist(), inverse.ravel().tolist()):
+            objs[r] = decoded[k]
         finish = (op == Opcode.FINISH).tolist()
         return objs, [MODULES[r] for r in route.tolist()], need_give, finish
 
@@ -349,9 +356,14 @@ class FunctionalSimulator:
                 while q:
                     idx = q[0]
                     need, give = need_give[idx]
-                    if need and any(tokens[qn] == 0 for qn in need):
-                        break
-                    if give and any(tokens[qn] >= dep_capacity for qn in give):
+                    blocked = False
+                    for qn in need:
+                        if tokens[qn] == 0:
+                            blocked = True
+                    for qn in give:
+                        if tokens[qn] >= dep_capacity:
+                            blocked = True
+                    if blocked:
                         break
                     for qn in need:
                         tokens[qn] -= 1
