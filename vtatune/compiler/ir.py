@@ -376,11 +376,37 @@ def emit(node, env: dict, runtime) -> None:
     compile_host(node)(env, runtime)
 
 
+def _compile_deps(deps: list) -> Callable[[dict, Any], None]:
+    """Consecutive dependence statements as one closure (in order)."""
+    plan = tuple((d.push, d.frm, d.to) for d in deps)
+
+    def run_deps(env, rt):
+        push, pop = rt.dep_push, rt.dep_pop
+        for is_push, frm, to in plan:
+            if is_push:
+                push(frm, to)
+            else:
+                pop(frm, to)
+    return run_deps
+
+
 def compile_host(node) -> Callable[[dict, Any], None]:
     """Turn the IR into nested Python closures once (no per-visit type dispatch): the host
     program of a large layer runs hundreds of thousands of statements."""
     if isinstance(node, Seq) or isinstance(node, Scope):
-        fns = [compile_host(i) for i in (node.items if isinstance(node, Seq) else node.body)]
+        fns = []
+        items = node.items if isinstance(node, Seq) else node.body
+        k = 0
+        while k < len(items):  # a run of token statements becomes one closure
+            j = k
+            while j < len(items) and isinstance(items[j], Dep):
+                j += 1
+            if j - k > 1:
+                fns.append(_compile_deps(items[k:j]))
+                k = j
+            else:
+                fns.append(compile_host(items[k]))
+                k += 1
         if len(fns) == 1:
             return fns[0]
 
