@@ -235,10 +235,10 @@ class FunctionalSimulator:
         st = np.zeros(J.N_STATE, dtype=np.int64)
         st[J.S_WORK] = self._work
         cnt = np.array([self.counters[k] for k in COUNTER_NAMES], dtype=np.int64)
-        # int16 shadows of INP and WGT for the compiled GEMM, from the float32 SRAM (which
+        # integer copies of INP and WGT for the compiled GEMM, from the float32 SRAM (which
         # stays the state both cores share)
-        inp16 = s.inp.reshape(hw.inp_buff_depth, -1).astype(np.int16)
-        wgt_t = s.wgt.reshape(hw.wgt_buff_depth, -1).astype(np.int16)
+        inp16 = s.inp.reshape(hw.inp_buff_depth, -1).astype(J.SHADOW_DTYPE)
+        wgt_t = s.wgt.reshape(hw.wgt_buff_depth, -1).astype(J.SHADOW_DTYPE)
         try:
             J.run(words, _ftab(hw), cfg, st, regs, rb, re_, s.uop,
                   s.inp.reshape(hw.inp_buff_depth, -1), inp16,

@@ -25,6 +25,9 @@ import numpy as np
 from numba import njit, uint64
 
 MAX_REGIONS = 8  # DRAM regions the compiled core takes (a compiled program has at most 7)
+#: element type of the INP and WGT copies the GEMM reads (int8 values: int16 was faster
+#: than int32 and float32 on the development machine)
+SHADOW_DTYPE = np.int16
 
 # ---------------------------------------------------------------- field table (rows of ftab)
 (F_OPC, F_POP_PREV, F_POP_NEXT, F_PUSH_PREV, F_PUSH_NEXT, F_MT, F_SRAM, F_DRAM, F_YS, F_XS,
