@@ -28,7 +28,7 @@ def run(capsys, *argv):
 
 # ---------------------------------------------------------------------------- compile
 def test_compile_c2_1584_json(capsys):
-    code, out, err = run(capsys, "compile", "resnet18.C2", "--index", 1584, "--json")
+    code, out, err = run(capsys, "compile", "resnet18.C2", "--index", 1584, "--json", "--sync", "tvm-0.14")
     assert code == 0, err
     d = json.loads(out)
     assert d["valid"] is True and d["index"] == 1584 and d["hw"] == MODEL
@@ -54,14 +54,15 @@ def test_compile_c2_1584_json(capsys):
 
 
 def test_compile_text_output(capsys):
-    code, out, _ = run(capsys, "compile", "resnet18.C2", "--index", 1584)
+    code, out, _ = run(capsys, "compile", "resnet18.C2", "--index", 1584, "--sync", "tvm-0.14")
     assert code == 0
     assert "instructions: 3268" in out and "micro-ops: 32" in out
 
 
 def test_compile_dump_replays_in_sim(tmp_path, capsys):
     bundle = tmp_path / "c2.npz"
-    code, out, err = run(capsys, "compile", "resnet18.C2", "--index", 1584, "--json", "--dump", bundle)
+    code, out, err = run(capsys, "compile", "resnet18.C2", "--index", 1584, "--json", "--dump", bundle,
+                         "--sync", "tvm-0.14")
     assert code == 0, err
     assert json.loads(out)["bundle"] == str(bundle) and bundle.exists()
     code, out, err = run(capsys, "sim", "run", bundle, "--json")

@@ -15,13 +15,13 @@ from vtatune.workloads.workload import WorkloadError
 HW = "pynq_1x16_i8w8a32_15_15_18_17"
 
 
-def mi(workload: str, index: int, target: str = "tsim", **kw) -> MeasureInput:
-    task = VtaTask.create(workload, HW)
+def mi(workload: str, index: int, target: str = "tsim", sync: str = "single", **kw) -> MeasureInput:
+    task = VtaTask.create(workload, HW, sync=sync)
     return MeasureInput(task, task.config(index), runner_for(target), **kw)
 
 
 def test_valid_measurement_on_tsim_and_fsim():
-    r = measure_one(mi("resnet18.C10", 203, number=3, check=True))
+    r = measure_one(mi("resnet18.C10", 203, sync="tvm-0.14", number=3, check=True))
     assert r.error_no == 0 and len(r.costs) == 3 and len(set(r.costs)) == 1
     assert 0.5e-3 < r.costs[0] < 5e-3  # simulated time per call, seconds
     assert r.extra["instructions"] == 189 and r.extra["races"] == 0

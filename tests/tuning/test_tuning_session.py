@@ -121,7 +121,7 @@ def test_killed_process_resumes(tmp_path):
         idx, recs = _indices(db)
         assert len(idx) == 48 == len(set(idx)) and set(before) <= set(idx)
         assert summary["resumed"] == len(before) and summary["new"] == 48 - len(before)
-        assert all(r.runner.startswith("tsim/tvm-0.14/") and r.source == "measured" for r in recs)
+        assert all(r.runner.startswith("tsim/single/tvm-0.14/") and r.source == "measured" for r in recs)
     finally:
         db.close()
 
@@ -187,8 +187,8 @@ def test_runners_and_token_schemes_keep_separate_records(db):
     assert s_tsim.resumed == 0 and s_tsim.new == 6
     again = tune(VtaTask.create("dense.1", HW), "tsim", **kw)
     assert again.resumed == 6 and again.new == 0
-    single = tune(VtaTask.create("dense.1", HW, sync="single"), "tsim", **kw)
-    assert single.resumed == 0 and single.new == 6
+    v014 = tune(VtaTask.create("dense.1", HW, sync="tvm-0.14"), "tsim", **kw)
+    assert v014.resumed == 0 and v014.new == 6
     idx, recs = _indices(db, "dense.1")
     assert len(recs) == 18
     assert {r.runner.split("/")[0] for r in recs} == {"fsim", "tsim"}
