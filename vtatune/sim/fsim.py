@@ -146,7 +146,9 @@ class FunctionalSimulator:
         results (docs/fsim.md).  Subclasses that schedule differently (tsim) always use the
         numpy core for each instruction."""
         self.hw = hw or HwConfig.load()
-        if jit is None:
+        if type(self)._schedule is not FunctionalSimulator._schedule:
+            jit = False  # a scheduler of its own (tsim): numba is never imported
+        elif jit is None:
             env = os.environ.get(JIT_ENV, "").strip()
             jit = jit_available() if env == "" else env not in ("0", "false", "no")
         if jit and not jit_available():
@@ -196,8 +198,7 @@ class FunctionalSimulator:
             raw = self.dram.view(insn_addr, insn_count * isa.INSN_BYTES, "instruction fetch")
         except DramRangeError as exc:
             raise DramRangeError(str(exc), field="insn_addr/insn_count") from None
-        if (self.jit and type(self)._schedule is FunctionalSimulator._schedule
-                and len(self.dram.regions) <= _jit_module.MAX_REGIONS):
+        if self.jit and len(self.dram.regions) <= _jit_module.MAX_REGIONS:
             return self._run_compiled(raw)
         return self._schedule(*self._prepare(raw))
 
