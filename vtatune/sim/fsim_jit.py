@@ -191,16 +191,15 @@ def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt1
             dram = regs[reg]
             off = dbase * e - rb[reg]
             pitch = xstr * e
-            for r in range(ys):
+            for r in range(ys):  # a DRAM row is xs consecutive elements
                 row0 = sram + (yp0 + r) * xw + xp0
-                for c in range(xs):
-                    src = off + r * pitch + c * e
-                    if mt == M_INP:
-                        v8 = dram[src:src + e].view(np.int8)
-                        inp[row0 + c, :] = v8
-                        inp16[row0 + c, :] = v8
-                    else:
-                        acc[row0 + c, :] = _le_i32(dram, src, e // 4)
+                src = off + r * pitch
+                if mt == M_INP:
+                    v8 = dram[src:src + xs * e].view(np.int8).reshape((xs, e))
+                    inp[row0:row0 + xs, :] = v8
+                    inp16[row0:row0 + xs, :] = v8
+                else:
+                    acc[row0:row0 + xs, :] = _le_i32(dram, src, xs * e // 4).reshape((xs, e // 4))
         if xs:
             cnt[K_INP if mt == M_INP else K_ACC] += xs * ys * e
         return True
@@ -220,13 +219,12 @@ def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt1
         dram = regs[reg]
         off = dbase * e - rb[reg]
         pitch = xstr * e
-        for r in range(ys):
-            for c in range(xs):
-                j = sram + r * xs + c
-                src = off + r * pitch + c * e
-                v8 = dram[src:src + e].view(np.int8)
-                wgt[j, :] = v8
-                wgt16[j, :] = v8
+        for r in range(ys):  # a DRAM row is xs consecutive elements
+            j = sram + r * xs
+            src = off + r * pitch
+            v8 = dram[src:src + xs * e].view(np.int8).reshape((xs, e))
+            wgt[j:j + xs, :] = v8
+            wgt16[j:j + xs, :] = v8
         cnt[K_WGT] += total * e
         return True
     if mt == M_UOP:
