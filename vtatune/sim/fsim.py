@@ -236,16 +236,16 @@ class FunctionalSimulator:
         st = np.zeros(J.N_STATE, dtype=np.int64)
         st[J.S_WORK] = self._work
         cnt = np.array([self.counters[k] for k in COUNTER_NAMES], dtype=np.int64)
-        # integer copies of INP and WGT for the compiled GEMM, from the float32 SRAM (which
-        # stays the state both cores share)
+        # The compiled core holds INP and WGT as integers; the float32 SRAM (the state both
+        # cores share) is converted for the run and back after it (exact: int8 values).
         inp16 = s.inp.reshape(hw.inp_buff_depth, -1).astype(J.SHADOW_DTYPE)
-        wgt_t = s.wgt.reshape(hw.wgt_buff_depth, -1).astype(J.SHADOW_DTYPE)
+        wgt16 = s.wgt.reshape(hw.wgt_buff_depth, -1).astype(J.SHADOW_DTYPE)
         try:
-            J.run(words, _ftab(hw), cfg, st, regs, rb, re_, s.uop,
-                  s.inp.reshape(hw.inp_buff_depth, -1), inp16,
-                  s.wgt.reshape(hw.wgt_buff_depth, -1), wgt_t,
+            J.run(words, _ftab(hw), cfg, st, regs, rb, re_, s.uop, inp16, wgt16,
                   s.acc.reshape(hw.acc_buff_depth, -1), s.out.reshape(hw.acc_buff_depth, -1), cnt)
         finally:
+            s.inp[...] = inp16.reshape(s.inp.shape)
+            s.wgt[...] = wgt16.reshape(s.wgt.shape)
             self.counters.update(zip(COUNTER_NAMES, cnt.tolist()))
             self._work = int(st[J.S_WORK])
             if st[J.S_UOP_LOADED]:

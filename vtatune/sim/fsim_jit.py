@@ -25,8 +25,9 @@ import numpy as np
 from numba import njit, uint64
 
 MAX_REGIONS = 8  # DRAM regions the compiled core takes (a compiled program has at most 7)
-#: element type of the INP and WGT copies the GEMM reads (int8 values: int16 was faster
-#: than int32 and float32 on the development machine)
+#: element type of the INP and WGT buffers during a compiled run (int8 values: int16 was
+#: faster than int32 and float32 on the development machine); the simulator's float32 SRAM
+#: is converted to it before the run and back after it
 SHADOW_DTYPE = np.int16
 
 # ---------------------------------------------------------------- field table (rows of ftab)
@@ -146,7 +147,7 @@ def _i32(dram, off):
 
 # ============================================================================ instructions
 @njit(cache=True)
-def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt16, acc, cnt):
+def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp16, wgt16, acc, cnt):
     """LOAD (any memory type).  Returns False (nothing changed) if the numpy path would
     raise at this instruction."""
     mt = _fld(words, i, ftab, F_MT)
@@ -183,7 +184,6 @@ def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt1
         st[S_WORK] += total
         if total != xs * ys:
             if mt == M_INP:
-                inp[sram:sram + total, :] = 0
                 inp16[sram:sram + total, :] = 0
             else:
                 acc[sram:sram + total, :] = 0
@@ -196,7 +196,6 @@ def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt1
                 src = off + r * pitch
                 if mt == M_INP:
                     v8 = dram[src:src + xs * e].view(np.int8).reshape((xs, e))
-                    inp[row0:row0 + xs, :] = v8
                     inp16[row0:row0 + xs, :] = v8
                 else:
                     acc[row0:row0 + xs, :] = _le_i32(dram, src, xs * e // 4).reshape((xs, e // 4))
@@ -223,7 +222,6 @@ def _load_mem(words, i, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt1
             j = sram + r * xs
             src = off + r * pitch
             v8 = dram[src:src + xs * e].view(np.int8).reshape((xs, e))
-            wgt[j:j + xs, :] = v8
             wgt16[j:j + xs, :] = v8
         cnt[K_WGT] += total * e
         return True
@@ -291,7 +289,7 @@ def _top(uop, ftab, kf, bgn, end, io, ii, fo, fi):
 
 
 @njit(cache=True)
-def _gemm(words, i, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt):
+def _gemm(words, i, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt, walk, tmp):
     io = _fld(words, i, ftab, G_IOUT)
     ii = _fld(words, i, ftab, G_IIN)
     bgn = _fld(words, i, ftab, G_UBGN)
@@ -324,15 +322,14 @@ def _gemm(words, i, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt):
     ubo = uint64(bo)
     n_u = end - bgn
     # the walk's indices, decoded once (the inner loops then only compute)
-    ud = np.empty(n_u, np.int64)
-    us = np.empty(n_u, np.int64)
-    uw = np.empty(n_u, np.int64)
+    ud = walk[0]  # (3, UOP depth) scratch of the run
+    us = walk[1]
+    uw = walk[2]
     for u in range(n_u):
         w = np.int64(uop[bgn + u])
         ud[u] = _ufld(w, ftab, U_DST)
         us[u] = _ufld(w, ftab, U_SRC)
         uw[u] = _ufld(w, ftab, U_WGT)
-    tmp = np.empty(bo, np.int32)
     # tmp[c] = sum_k x[k] * W[c][k]: int16 values, exact int32 sums.  Unsigned indices keep
     # numba's negative-index handling out of the loops, so LLVM vectorises the k loop (a
     # multiply-add reduction).  The accumulator wraps modulo 2^32 (the int64 sum truncated on
@@ -493,7 +490,7 @@ def route_all(words, ftab, acc_pad):
 
 
 @njit(cache=True)
-def run(words, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt16, acc, out, cnt):
+def run(words, ftab, cfg, st, regs, rb, re_, uop, inp16, wgt16, acc, out, cnt):
     """Run the stream until FINISH (or an error, st[S_STATUS]); queue heads and lengths are
     left in ``st`` for the caller's reports."""
     n = words.shape[0]
@@ -507,6 +504,8 @@ def run(words, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt16, acc, o
     tok = np.zeros(4, np.int64)
     executed = np.zeros(3, np.int64)
     stamp = np.zeros(cfg[C_ACC_DEPTH] + 1, np.int64)
+    walk = np.empty((3, cfg[C_UOP_DEPTH]), np.int64)
+    tmp = np.empty(cfg[C_BLOCK_OUT], np.int32)
     pc = 0
     status = ST_STUCK
     err = -1
@@ -540,12 +539,13 @@ def run(words, ftab, cfg, st, regs, rb, re_, uop, inp, inp16, wgt, wgt16, acc, o
                     op = _fld(words, idx, ftab, F_OPC)
                     ok = True
                     if op == LOAD:
-                        ok = _load_mem(words, idx, ftab, cfg, st, regs, rb, re_, uop, inp, inp16,
-                                       wgt, wgt16, acc, cnt)
+                        ok = _load_mem(words, idx, ftab, cfg, st, regs, rb, re_, uop, inp16,
+                                       wgt16, acc, cnt)
                     elif op == STORE:
                         ok = _store(words, idx, ftab, cfg, st, regs, rb, re_, out, cnt)
                     elif op == GEMM:
-                        ok = _gemm(words, idx, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt)
+                        ok = _gemm(words, idx, ftab, cfg, st, uop, inp16, wgt16, acc, out, cnt,
+                                   walk, tmp)
                     elif op == ALU:
                         ok = _alu(words, idx, ftab, cfg, st, uop, acc, out, cnt, stamp)
                     if not ok:
