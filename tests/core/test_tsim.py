@@ -51,17 +51,85 @@ def _load_prog(x_size: int) -> Prog:
 
 
 def test_dma_bytes_cost_what_the_model_says():
-    hw = _hw(mem_latency=10, bus_bytes_per_cycle=4.0)
+    hw = _hw(mem_latency=10, bus_bytes_per_cycle=4.0, inp_row_cycles=0)
     short, long_ = _timed(_load_prog(64), hw), _timed(_load_prog(128), hw)
     # 64 more INP elements of 16 bytes at 4 bytes per cycle: 256 more cycles, same latency
     assert long_.cycles - short.cycles == pytest.approx(64 * 16 / 4.0)
-    # one more row = one more request: + latency + its bytes
+
+    # one more row = one more request: + latency + its bytes (+ load_pad_2d's row work)
+    def two_rows(row_cycles):
+        p = Prog()
+        base = p.buffer(2 * 64 * 16, INP)
+        p.load(INP, 0, base, 2, 64, x_stride=64, push_next=1)
+        p.finish(pop_prev=1)
+        return _timed(p, _hw(mem_latency=10, bus_bytes_per_cycle=4.0, inp_row_cycles=row_cycles))
+    assert two_rows(0).cycles - short.cycles == pytest.approx(10 + 64 * 16 / 4.0)
+    assert two_rows(25).cycles - two_rows(0).cycles == pytest.approx(2 * 25)
+
+
+def _one_load(mt: int, x_size: int, **pads) -> Prog:
     p = Prog()
-    base = p.buffer(2 * 64 * 16, INP)
-    p.load(INP, 0, base, 2, 64, x_stride=64, push_next=1)
+    base = p.buffer(x_size * p.elem_bytes(mt), mt)
+    p.load(mt, 0, base, 1, x_size, push_next=1, **pads)
     p.finish(pop_prev=1)
-    two_rows = _timed(p, hw)
-    assert two_rows.cycles - short.cycles == pytest.approx(10 + 64 * 16 / 4.0)
+    return p
+
+
+def test_weights_enter_their_sram_at_one_beat_per_wgt_beat_cycles():
+    # 512 bytes either way: 32 INP elements or 2 weight elements = 64 bus beats
+    for k in (1.0, 2.0, 3.5):
+        hw = _hw(mem_latency=10, inp_row_cycles=0, wgt_beat_cycles=k)
+        inp, wgt = _timed(_one_load(INP, 32), hw), _timed(_one_load(WGT, 2), hw)
+        assert wgt.cycles - inp.cycles == pytest.approx(64 * (k - 1))
+
+
+def test_padding_costs_one_cycle_per_zero_and_a_start_per_run():
+    hw = _hw(mem_latency=10, inp_row_cycles=0, pad_run_cycles=9)
+    plain = _timed(_one_load(INP, 8), hw)
+    # one row of 8 with 2 pad rows above, 1 below, 1 column left: X = 9;
+    # zeros 3 * 9 + 1 = 28, runs: above, below, left of the row = 3
+    padded = _timed(_one_load(INP, 8, y_pad_0=2, y_pad_1=1, x_pad_0=1), hw)
+    assert padded.cycles - plain.cycles == pytest.approx(28 + 3 * 9)
+
+
+def _contention(other: str) -> float:
+    """A LOAD UOP (compute) started together with a 4 KiB LOAD INP (load module) or STORE
+    (store module); FINISH waits for both."""
+    p = Prog()
+    inp = p.buffer(4096, INP)
+    out = p.buffer(4096, MemType.OUT)
+    uops = p.put(bytes(4 * 256), MemType.UOP)
+    if other == "load":
+        p.load(INP, 0, inp, 1, 256, push_next=1)
+    elif other == "store":
+        p.store(0, out, 1, 256, push_prev=1)
+    else:
+        p.load(INP, 0, inp, 1, 0)  # a NOP: the same stream length (fetch time)
+    p.load(MemType.UOP, 0, uops, 1, 256)
+    p.finish(pop_prev=int(other == "load"), pop_next=int(other == "store"))
+    return _timed(p, _hw(mem_latency=10, mem_write_latency=10, inp_row_cycles=0)).cycles
+
+
+def test_reads_share_one_channel_and_stores_have_their_own():
+    alone = _contention("none")
+    # the micro-op read waits for the input's 512 beats on the shared read channel
+    assert _contention("load") == pytest.approx(alone + 512)
+    # the store's 512 beats go over the write channel: the micro-op load is not delayed
+    # (FINISH then waits for the store: 1 + 10 + 512 after the fetch, longer than the uops)
+    assert _contention("store") == pytest.approx(alone - (1 + 10 + 128) + (1 + 10 + 512))
+
+
+def test_gemm_loop_restarts_cost_per_outer_and_inner_iteration():
+    def prog(iter_out, iter_in, n_uops):
+        p = Prog()
+        p.uops([(i, i, 0) for i in range(n_uops)])
+        p.gemm(uop_bgn=0, uop_end=n_uops, iter_out=iter_out, iter_in=iter_in)
+        p.finish()
+        return p
+    hw0, hw3 = _hw(gemm_loop_cycles=0), _hw(gemm_loop_cycles=3)
+    # the same 48 micro-op iterations as 4 x 12 loop passes of 1 uop or 1 pass of 48 uops
+    assert _timed(prog(4, 12, 1), hw3).cycles - _timed(prog(4, 12, 1), hw0).cycles == 48 * 3
+    assert _timed(prog(1, 1, 48), hw3).cycles - _timed(prog(1, 1, 48), hw0).cycles == 3
 
 
 def _gemm_prog(iter_out: int) -> Prog:
@@ -73,7 +141,8 @@ def _gemm_prog(iter_out: int) -> Prog:
 
 
 def test_gemm_work_costs_one_cycle_per_uop_iteration():
-    a, b = _timed(_gemm_prog(4)), _timed(_gemm_prog(8))
+    hw = _hw(gemm_loop_cycles=0)  # loop restarts: test_gemm_loop_restarts_...
+    a, b = _timed(_gemm_prog(4), hw), _timed(_gemm_prog(8), hw)
     assert b.cycles - a.cycles == 4 * 5 * 3  # twice the outer loop: 60 more iterations
     assert b.counters["gemm_counter"] == 8 * 5 * 3
 
@@ -101,10 +170,10 @@ def test_missing_token_is_a_data_race():
         wgt = p.put(p.rand_wgt(rng, 1), WGT)
         p.uops([(0, 0, 0)])
         p.load(WGT, 0, wgt, 1, 1)
-        p.load(INP, 0, inp, 1, 4, push_next=int(with_tokens))
+        p.load(INP, 0, inp, 1, 4, push_next=1)
         p.gemm(uop_bgn=0, uop_end=1, iter_out=4, iter_in=1, dst_factor_out=1, src_factor_out=1,
                pop_prev=int(with_tokens))
-        p.finish()
+        p.finish(pop_prev=int(not with_tokens))  # racy: only FINISH waits for the load
         return p
 
     racy = prog(False)

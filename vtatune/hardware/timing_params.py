@@ -57,16 +57,33 @@ class TimingParams:
     construction (also through ``dataclasses.replace``): ConfigurationError names the field
     as ``timing.<name>``."""
 
-    # cycles from an AXI read request to its first beat
+    # cycles from a DMA read request (one row, one fetch burst, one micro-op kernel) to its
+    # first data beat; the issuing module waits it out for every row
     mem_latency: int = _param(16, int, 0, MAX_CYCLES, "cycles")
-    # cycles from a write request to its acceptance
+    # cycles from the last data beat of a DMA write (one STORE row) to its write response
     mem_write_latency: int = _param(16, int, 0, MAX_CYCLES, "cycles")
-    # sustained bytes per cycle of the shared 64-bit path (a divisor: kept away from 0)
+    # bytes per cycle of one AXI data channel (the read channel is shared by every reader;
+    # the write channel is the store module's) — a divisor: kept away from 0
     bus_bytes_per_cycle: float = _param(8.0, float, 0.01, 1024.0, "bytes per cycle")
+    # longest AXI burst, in bus beats (HLS m_axi max_read/write_burst_length); bursts also
+    # end at 4 KiB boundaries
+    axi_burst_beats: int = _param(16, int, 1, 1 << 16, "beats")
+    # AXI bursts a module keeps in flight (HLS m_axi num_read/write_outstanding)
+    axi_outstanding: int = _param(16, int, 1, 1 << 16, "bursts")
     # instructions per fetch request (0 would never fetch anything)
     fetch_burst: int = _param(16, int, 1, 1 << 16, "instructions")
+    # load module: cycles per bus beat written into the weight SRAM (1: at bus speed)
+    wgt_beat_cycles: float = _param(1.0, float, 0.0, float(MAX_CYCLES), "cycles per beat")
+    # store module: cycles per bus beat it writes (1: bursts at bus speed)
+    store_beat_cycles: float = _param(1.0, float, 0.0, float(MAX_CYCLES), "cycles per beat")
+    # load module: load_pad_2d's work per INP row besides the read (row loop, zero-fill calls)
+    inp_row_cycles: int = _param(0, int, 0, MAX_CYCLES, "cycles")
+    # load module: starting one zero-fill run (a non-empty padding loop; then 1 element/cycle)
+    pad_run_cycles: int = _param(0, int, 0, MAX_CYCLES, "cycles")
     # GEMM pipeline fill per instruction
     gemm_fill: int = _param(4, int, 0, MAX_CYCLES, "cycles")
+    # GEMM: pipeline restart per (outer, inner) loop iteration (the uop loop is the pipelined one)
+    gemm_loop_cycles: int = _param(0, int, 0, MAX_CYCLES, "cycles")
     # ALU initiation interval per micro-op iteration (HLS); an interval is at least 1
     alu_ii: int = _param(2, int, 1, MAX_CYCLES, "cycles")
     # ALU pipeline fill per instruction

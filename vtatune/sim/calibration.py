@@ -1,30 +1,37 @@
-"""Fitting tsim's free timing parameters to measured layer times (docs/tsim.md, Calibration).
+"""Fitting tsim's timing parameters to measured layer times (docs/tsim.md, Calibration).
 
-The model has two kinds of free parameters:
+A measured layer becomes a :class:`Case`: its compiled stream reduced once to tsim's
+parameter-free instruction features (``vtatune.sim.timing.InsnFeatures``) and schedule
+inputs.  ``predict`` re-costs and re-schedules the features for any parameter values —
+exactly what tsim does for the program, without running its functional core or decoding
+the stream again — so a fit evaluates thousands of parameter sets in seconds.
 
-* the accelerator's memory parameters (request latency in cycles, sustained bytes per cycle),
-  searched on a grid — each grid point needs every calibration layer simulated;
-* the host's cost per call (a launch cost and a cost per instruction), which add linearly to
-  the simulated accelerator time and are solved, for each grid point, by non-negative least
-  squares on relative error.
+The fit (``fit``) adjusts ``FIT_PARAMS`` (one set for every case, whatever its hardware
+configuration) to minimise squared log errors, robustly: least trimmed squares (the
+``coverage`` share of cases the candidate reproduces best counts, found by concentration
+steps from several starts), then one reweighting step — every case within 2.5 estimated
+standard deviations of the trimmed fit — and rounding of the integer parameters.  A case
+that no parameter set reconciles with the others therefore cannot drag the parameters
+(docs/tsim.md explains why the published times need this).  ``leave_one_out`` refits
+without each case and predicts it.
 
-The grid point whose fit has the smallest worst relative error wins.  This module holds the
-data (the PYNQ-Z1 measurements), the timing-only simulation of one program and the fit;
-compiling the layers is the caller's business (``scripts/calibrate_tsim.py``, the tests), so
+Compiling the layers is the caller's business (``scripts/calibrate_tsim.py``, the tests), so
 the simulator package does not depend on the compiler.
 """
 from __future__ import annotations
 
-import dataclasses
-import itertools
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..hardware.config import HwConfig
+from ..hardware.timing_params import TIMING_FIELDS, TimingParams
 from .dram import Dram
-from .tsim import TimingSimulator
+from .fsim import FunctionalSimulator
+from .timing import UOP, InsnFeatures, Timing, insn_features
+from .tsim import MOD_INDEX, TOKEN_INDEX, TimingSimulator, schedule
 
 
 @dataclass(frozen=True)
@@ -55,22 +62,79 @@ CALIBRATION = tuple(CalibrationPoint(*row) for row in [
     ("resnet18.C6", 14, 14, 1, 4, 2, 1, 2.669), ("resnet18.C8", 14, 14, 1, 4, 2, 1, 4.934),
     ("resnet18.C10", 7, 7, 1, 16, 2, 1, 1.081)])
 
-#: The grid of memory parameters: request latency (cycles) x sustained bytes per cycle.
-LATENCIES = (4, 8, 16, 24, 32, 48, 64, 96)
-BANDWIDTHS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+#: The parameters the fit adjusts (the others keep the hardware file's values).
+FIT_PARAMS = ("mem_latency", "mem_write_latency", "inp_row_cycles", "pad_run_cycles",
+              "wgt_beat_cycles", "gemm_loop_cycles", "host_launch_us", "host_per_insn_ns")
+#: Scale of each fitted parameter (finite-difference steps, damping).
+_SCALE = {"mem_latency": 10.0, "mem_write_latency": 10.0, "inp_row_cycles": 10.0,
+          "pad_run_cycles": 10.0, "wgt_beat_cycles": 0.2, "gemm_loop_cycles": 1.0,
+          "host_launch_us": 10.0, "host_per_insn_ns": 100.0}
+#: Starting points of the trimmed fit (besides the hardware file's values).
+STARTS = (
+    {"mem_latency": 64, "mem_write_latency": 64, "inp_row_cycles": 0, "pad_run_cycles": 0,
+     "wgt_beat_cycles": 1.0, "gemm_loop_cycles": 0, "host_launch_us": 40.0, "host_per_insn_ns": 0.0},
+    {"mem_latency": 32, "mem_write_latency": 32, "inp_row_cycles": 30, "pad_run_cycles": 30,
+     "wgt_beat_cycles": 2.0, "gemm_loop_cycles": 2, "host_launch_us": 30.0, "host_per_insn_ns": 100.0},
+    {"mem_latency": 16, "mem_write_latency": 128, "inp_row_cycles": 60, "pad_run_cycles": 10,
+     "wgt_beat_cycles": 1.5, "gemm_loop_cycles": 4, "host_launch_us": 10.0, "host_per_insn_ns": 500.0},
+)
 
 
-def grid_timing(base: HwConfig, mem_latency: int, bus_bytes_per_cycle: float) -> HwConfig:
-    """``base`` with one grid point's memory parameters and no host cost (the host's share is
-    fitted afterwards)."""
-    return dataclasses.replace(base, timing=dataclasses.replace(
-        base.timing, mem_latency=mem_latency, mem_write_latency=mem_latency,
-        bus_bytes_per_cycle=bus_bytes_per_cycle, host_launch_us=0.0, host_per_insn_ns=0.0))
+@dataclass
+class Case:
+    """A measured program prepared for fitting: its features and schedule inputs."""
+
+    name: str
+    measured_ms: float
+    hw: HwConfig
+    features: InsnFeatures
+    mods: list
+    need_give: list
+    finish: list
+    n_insns: int
+    n_uops: int
+    group: str = ""           # where the measurement comes from (network block, bitstream)
+    measured_at: float = 0.0  # when (Unix time; 0 unknown)
+
+    @classmethod
+    def from_program(cls, prog, name: str, measured_ms: float, group: str = "",
+                     measured_at: float = 0.0) -> "Case":
+        """``prog`` a compiled ``vtatune.compiler.program.Program``."""
+        hw = prog.hw
+        sim = FunctionalSimulator(hw, Dram())
+        insns, routes, need_give, finish = sim._prepare(
+            np.frombuffer(prog.insn_blob, dtype=np.uint8))
+        feats = insn_features(insns, hw)
+        ng = [(tuple(TOKEN_INDEX[q] for q in a), tuple(TOKEN_INDEX[q] for q in b)) for a, b in need_give]
+        n_uops = int(feats.nbytes[feats.kind == UOP].sum() // 4)
+        return cls(name, float(measured_ms), hw, feats, [MOD_INDEX[m] for m in routes], ng,
+                   list(finish), len(insns), n_uops, group, float(measured_at))
+
+
+def timing_for(case: Case, values: dict | None = None) -> Timing:
+    """The cost model of ``case``'s hardware with ``values`` (fitted parameters) in place
+    of the hardware file's."""
+    hw = case.hw
+    return Timing(hw.timing, hw.platform.freq_mhz, hw.bus_width // 8, **(values or {}))
+
+
+def predict_case(case: Case, values: dict | None = None) -> tuple[float, float]:
+    """(accelerator ms, host ms) of one call of ``case`` under ``values``."""
+    tm = timing_for(case, values)
+    q = case.hw.queues
+    s = schedule(tm, case.mods, case.need_give, case.finish, tm.costs(case.features),
+                 cap=q.insn_queue_depth + 1, dep_cap=q.dep_queue_depth)
+    return tm.accel_ms(s.end), tm.host_ms(case.n_insns, case.n_uops)
+
+
+def predict(cases: Sequence[Case], values: dict | None = None) -> np.ndarray:
+    """Latency (accelerator + host, ms per call) of every case under ``values``."""
+    return np.array([sum(predict_case(c, values)) for c in cases])
 
 
 def simulate_accel(prog, hw: HwConfig) -> tuple[float, int]:
-    """(accelerator ms, instruction count) of a compiled program (a
-    ``vtatune.compiler.program.Program``) under tsim in timing-only mode."""
+    """(accelerator ms, instruction count) of a compiled program under tsim itself in
+    timing-only mode (the check that ``predict`` and tsim agree)."""
     dram = Dram()
     for name, data in prog.dram_contents(prog.random_inputs(0)).items():
         dram.map(prog.regions[name][0], data)
@@ -79,96 +143,178 @@ def simulate_accel(prog, hw: HwConfig) -> tuple[float, int]:
     return res.accel_ms, prog.insn_count
 
 
-@dataclass(frozen=True)
-class GridSims:
-    """Every calibration program simulated at every grid point: ``accel_ms[g, i]`` and
-    ``insns[g, i]`` for grid point ``points[g] = (mem_latency, bus_bytes_per_cycle)`` and
-    program ``i``."""
-
-    points: tuple[tuple[int, float], ...]
-    accel_ms: np.ndarray
-    insns: np.ndarray
+# ----------------------------------------------------------------------------- fitting
+def _bounds(name: str) -> tuple[float, float]:
+    spec = TIMING_FIELDS[name]
+    return float(spec.lo), float(min(spec.hi, 1e5))
 
 
-def simulate_grid(progs: Sequence, base: HwConfig, latencies: Sequence[int] = LATENCIES,
-                  bandwidths: Sequence[float] = BANDWIDTHS) -> GridSims:
-    """Simulate every program at every grid point (the expensive part of a fit; do it once
-    and fit any subset of the points with ``fit``)."""
-    points = tuple(itertools.product(latencies, bandwidths))
-    accel = np.zeros((len(points), len(progs)))
-    insns = np.zeros((len(points), len(progs)))
-    for g, (lat, bpc) in enumerate(points):
-        hw = grid_timing(base, lat, bpc)
-        for i, prog in enumerate(progs):
-            accel[g, i], insns[g, i] = simulate_accel(prog, hw)
-    return GridSims(points, accel, insns)
+def _values(free: Sequence[str], x: np.ndarray, fixed: dict | None = None) -> dict:
+    v = dict(fixed or {})
+    v.update({k: float(xi) for k, xi in zip(free, x)})
+    return v
 
 
-def fit_host(accel, insns, measured) -> np.ndarray:
-    """Non-negative least squares on relative error for (launch_ms, per_insn_ms): the host's
-    cost per call that, added to the accelerator times, best matches the measurements."""
-    accel, insns, measured = (np.asarray(a, dtype=float) for a in (accel, insns, measured))
-    A = np.stack([np.ones_like(accel), insns], axis=1) / measured[:, None]
-    b = (measured - accel) / measured
-    best = None
-    for cols in ([0, 1], [0], [1], []):
-        x = np.zeros(2)
-        if cols:
-            sol, *_ = np.linalg.lstsq(A[:, cols], b, rcond=None)
-            if (sol < 0).any():
+def log_errors(cases: Sequence[Case], values: dict) -> np.ndarray:
+    """``log(predicted / measured)`` of every case."""
+    meas = np.array([c.measured_ms for c in cases])
+    return np.log(predict(cases, values) / meas)
+
+
+def levenberg_marquardt(resid: Callable[[np.ndarray], np.ndarray], x0: Sequence[float],
+                        lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, *,
+                        max_iter: int = 30, tol: float = 1e-3) -> np.ndarray:
+    """Minimise ``sum(resid(x)**2)`` within the box [lo, hi]: damped Gauss-Newton steps on
+    a forward-difference Jacobian (steps of 2 % of a parameter or 1 % of its scale: the
+    model is piecewise linear, smaller steps would see only its kinks)."""
+    x = np.clip(np.asarray(x0, dtype=float), lo, hi)
+    r = resid(x)
+    cost = float(r @ r)
+    lam = 1e-2
+    for _ in range(max_iter):
+        J = np.empty((r.size, x.size))
+        for k in range(x.size):
+            h = max(0.02 * abs(x[k]), 0.01 * scale[k])
+            xk = x.copy()
+            xk[k] = x[k] + h if x[k] + h <= hi[k] else x[k] - h
+            J[:, k] = (resid(xk) - r) / (xk[k] - x[k])
+        A, g = J.T @ J, J.T @ r
+        d = np.diag(A) + 1e-12
+        improved = False
+        for _ in range(10):
+            try:
+                step = np.linalg.solve(A + lam * np.diag(d), -g)
+            except np.linalg.LinAlgError:
+                lam *= 10
                 continue
-            x[cols] = sol
-        err = np.sum((A @ x - b) ** 2)
-        if best is None or err < best[0]:
-            best = (err, x)
-    return best[1]
+            xn = np.clip(x + step, lo, hi)
+            rn = resid(xn)
+            cn = float(rn @ rn)
+            if cn < cost:
+                improved = cost - cn > tol * max(cost, 1e-12)
+                x, r, cost = xn, rn, cn
+                lam = max(lam / 3, 1e-9)
+                break
+            lam *= 4
+        if not improved:
+            break
+    return x
 
 
-@dataclass(frozen=True)
+@dataclass
 class Fit:
-    """The fitted parameters, and the prediction for every program of the ``GridSims``
-    (``predicted_ms``; ``rel_error`` is only filled for the points the fit used)."""
+    """A fitted parameter set and what it does on every case."""
 
-    mem_latency: int
-    bus_bytes_per_cycle: float
-    launch_ms: float
-    per_insn_ms: float
-    worst_rel_error: float         # on the fitted points
-    accel_ms: np.ndarray           # all programs, at the chosen grid point
-    predicted_ms: np.ndarray       # all programs
+    values: dict                  # FIT_PARAMS -> value (integer parameters rounded)
+    log_errors: np.ndarray        # every case, log(predicted / measured)
+    trimmed: list                 # indices of the cases of the best trimmed fit
+    used: list                    # indices of the cases of the final (reweighted) fit
+    sigma: float                  # robust scale of the log errors (trimmed fit)
 
     @property
-    def host_launch_us(self) -> float:
-        return self.launch_ms * 1e3
-
-    @property
-    def host_per_insn_ns(self) -> float:
-        return self.per_insn_ms * 1e6
+    def rel_errors(self) -> np.ndarray:
+        return np.exp(self.log_errors) - 1
 
 
-def fit(sims: GridSims, measured: Sequence[float], use: Sequence[int] | None = None) -> Fit:
-    """The grid point and host costs with the smallest worst relative error over the programs
-    ``use`` (default: all); predictions are made for every program."""
-    measured = np.asarray(measured, dtype=float)
-    use = np.arange(len(measured)) if use is None else np.asarray(use)
+def _trimmed_scale(ss: float, h: int, n: int) -> float:
+    """Consistent standard deviation from the ``h`` smallest of ``n`` squared residuals
+    (normal errors: the variance of a normal truncated to its central h/n share)."""
+    q = (1 + h / n) / 2
+    z = _norm_ppf(q)
+    phi = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    frac = 1 - 2 * z * phi / (2 * q - 1)
+    return math.sqrt(ss / h / max(frac, 1e-9))
+
+
+def _norm_ppf(p: float) -> float:
+    """Standard normal quantile (bisection on erf: no scipy)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def fit(cases: Sequence[Case], use: Sequence[int] | None = None, *,
+        free: Sequence[str] = FIT_PARAMS, starts: Sequence[dict] | None = None,
+        coverage: float = 0.55, cutoff: float = 2.5, min_sigma: float = 0.02) -> Fit:
+    """Robust fit of ``free`` over the cases ``use`` (default all) — module docstring.
+    ``starts`` are starting values (default: the first case's hardware file and
+    ``STARTS``); the reweighting keeps the cases within ``cutoff`` robust standard
+    deviations, the deviation taken at least ``min_sigma`` (log units: the run-to-run noise
+    of board measurements is of that order)."""
+    use = list(range(len(cases))) if use is None else list(use)
+    free = list(free)
+    lo = np.array([_bounds(k)[0] for k in free])
+    hi = np.array([_bounds(k)[1] for k in free])
+    scale = np.array([_SCALE.get(k, 1.0) for k in free])
+    if starts is None:
+        t = cases[use[0]].hw.timing
+        starts = [{k: getattr(t, k) for k in free}, *STARTS]
+    h = max(len(free) + 1, min(len(use), int(coverage * len(use))))
+
+    def resid(x, idx):
+        return log_errors([cases[i] for i in idx], _values(free, x))
+
     best = None
-    for g, (lat, bpc) in enumerate(sims.points):
-        accel, insns = sims.accel_ms[g], sims.insns[g]
-        launch_ms, per_insn_ms = fit_host(accel[use], insns[use], measured[use])
-        pred = accel + launch_ms + per_insn_ms * insns
-        score = float(np.max(np.abs(pred[use] / measured[use] - 1)))
-        if best is None or score < best.worst_rel_error:
-            best = Fit(lat, bpc, float(launch_ms), float(per_insn_ms), score, accel, pred)
-    return best
+    for start in starts:
+        x = np.array([float(start[k]) for k in free])
+        subset = None
+        for _ in range(8):  # concentration steps (short fits until the subset settles)
+            r = resid(x, use)
+            new = sorted(use[j] for j in np.argsort(np.abs(r))[:h])
+            if new == subset:
+                break
+            subset = new
+            x = levenberg_marquardt(lambda y: resid(y, subset), x, lo, hi, scale, max_iter=6)
+        x = levenberg_marquardt(lambda y: resid(y, subset), x, lo, hi, scale)
+        r = resid(x, use)
+        ss = float(np.sort(r ** 2)[:h].sum())
+        if best is None or ss < best[0]:
+            best = (ss, x, subset)
+    ss, x, subset = best
+    sigma = max(_trimmed_scale(ss, h, len(use)), min_sigma)
+    r = resid(x, use)
+    used = sorted(i for i, e in zip(use, r) if abs(e) <= cutoff * sigma)
+    if len(used) > len(free):
+        x = levenberg_marquardt(lambda y: resid(y, used), x, lo, hi, scale)
+    # integer parameters to whole cycles, then the others once more
+    ints = [k for k in free if TIMING_FIELDS[k].kind is int]
+    fixed = {k: float(round(v)) for k, v in zip(free, x) if k in ints}
+    rest = [k for k in free if k not in ints]
+    if rest:
+        xr = np.array([v for k, v in zip(free, x) if k not in ints])
+        sel = [free.index(k) for k in rest]
+        xr = levenberg_marquardt(lambda y: log_errors([cases[i] for i in used], _values(rest, y, fixed)),
+                                 xr, lo[sel], hi[sel], scale[sel])
+        fixed.update({k: float(v) for k, v in zip(rest, xr)})
+    values = {k: (int(fixed[k]) if k in ints else round(fixed[k], 4)) for k in free}
+    return Fit(values, log_errors(cases, values), subset, used, sigma)
 
 
-def leave_one_out(sims: GridSims, measured: Sequence[float]) -> np.ndarray:
-    """For each program ``k``: fit on all the others, predict ``k``; the relative errors
-    ``predicted / measured - 1`` of the held-out predictions."""
-    measured = np.asarray(measured, dtype=float)
-    n = len(measured)
-    out = np.zeros(n)
-    for k in range(n):
-        f = fit(sims, measured, [i for i in range(n) if i != k])
-        out[k] = f.predicted_ms[k] / measured[k] - 1
-    return out
+def leave_one_out(cases: Sequence[Case], which: Sequence[int] | None = None, *,
+                  start: dict | None = None, **kw) -> np.ndarray:
+    """For each case ``k`` of ``which`` (default all): fit on all the others, predict ``k``;
+    the relative errors ``predicted / measured - 1``.  ``start`` (e.g. the full fit's
+    values) replaces the default starting points."""
+    which = range(len(cases)) if which is None else which
+    out = []
+    for k in which:
+        others = [i for i in range(len(cases)) if i != k]
+        f = fit(cases, others, starts=None if start is None else [start], **kw)
+        out.append(float(predict([cases[k]], f.values)[0] / cases[k].measured_ms - 1))
+    return np.array(out)
+
+
+def updated_params(params: TimingParams, values: dict) -> TimingParams:
+    """``params`` with fitted ``values`` (checked as the hardware file's are)."""
+    import dataclasses
+    return dataclasses.replace(params, **values)
+
+
+__all__ = ["CALIBRATION", "FIT_PARAMS", "Case", "CalibrationPoint", "Fit", "fit",
+           "leave_one_out", "log_errors", "predict", "predict_case", "simulate_accel",
+           "updated_params", "levenberg_marquardt"]

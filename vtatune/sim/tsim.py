@@ -9,18 +9,24 @@ requests:
   store, each executing its in-order command queue (512 entries; fetch stalls when full);
 * an instruction starts when its module is free, it has been fetched, and every token it
   pops is available; its pushes become visible when it completes;
-* one shared 64-bit AXI path serves every memory request (instruction fetch, micro-op /
-  input / weight / accumulator reads, output writes) one at a time: a request occupies it for
-  a fixed latency plus its bytes at the sustained bandwidth;
-* GEMM retires one micro-op iteration per cycle after a pipeline fill; ALU one per
-  ``alu_ii`` cycles (2 on the HLS bitstream); token-only instructions take one cycle;
+* every DMA row (one AXI request; HLS copies a 2-D transfer row by row) waits the memory
+  latency, then streams its beats; the beats of all readers (fetch, micro-op, input,
+  weight, accumulator loads) share one read data channel, the store module has the write
+  channel; rows split into AXI bursts (at most ``axi_burst_beats``, never across 4 KiB) and
+  a burst that finds no free outstanding slot waits for a round trip;
+* the load module's own work: load_pad_2d's per-row cost and zero-fill runs (one element
+  per cycle) for INP, weight data entering its SRAM at one beat per ``wgt_beat_cycles``;
+* GEMM retires one micro-op iteration per cycle after a pipeline fill, plus a restart per
+  (outer, inner) loop iteration; ALU one per ``alu_ii`` cycles (2 on the HLS bitstream);
+  token-only instructions take one cycle;
 * the ARM host's work per call (launch, building instructions and micro-ops) is reported
   separately from accelerator cycles.
 
 Every parameter is in the hardware JSON's ``timing`` section (docs/tsim.md), validated when
-the configuration is loaded; what they cost is ``vtatune.sim.timing.Timing``.  A token
-check with vector clocks flags data races: SRAM accesses of two modules that no chain of
-dependence tokens orders.
+the configuration is loaded; what they cost is ``vtatune.sim.timing.Timing`` (instruction
+features -> cycles); ``schedule`` is the timing loop, shared with the calibration's replay
+(``vtatune.sim.calibration``).  A token check with vector clocks flags data races: SRAM
+accesses of two modules that no chain of dependence tokens orders.
 """
 from __future__ import annotations
 
@@ -34,9 +40,11 @@ from ..hardware.config import HwConfig
 from ..hardware.isa import AluInsn, GemmInsn, MemInsn, MemType, Opcode
 from .dram import Dram
 from .fsim import MODULES, FunctionalSimulator, RunResult
-from .timing import Timing
+from .timing import InsnCosts, Timing, insn_features
 
 MOD_INDEX = {m: i for i, m in enumerate(MODULES)}  # load 0, compute 1, store 2
+TOKENS = ("l2g", "g2l", "s2g", "g2s")
+TOKEN_INDEX = {q: i for i, q in enumerate(TOKENS)}
 
 
 @dataclass
@@ -137,6 +145,173 @@ class _RaceChecker:
         self.vc[m][m] = self.seq[m]
 
 
+class _Stuck(Exception):
+    """No module can start and FINISH has not run: the scheduler's state for the report."""
+
+    def __init__(self, pc: int, queues: dict, tokens: dict):
+        super().__init__("stuck")
+        self.pc, self.queues, self.tokens = pc, queues, tokens
+
+
+@dataclass
+class Schedule:
+    """What ``schedule`` returns: the cycle FINISH completed, per-module executed counts,
+    tokens left, instructions not yet fetched / still queued, and optional statistics and
+    trace ``(module, first index, last index, start, end)``."""
+
+    end: float
+    executed: dict
+    tokens: dict
+    pc: int
+    left: dict
+    stats: dict | None = None
+    trace: list | None = None
+
+
+def schedule(tm: Timing, mods: list, need_give: list, finish: list, costs: InsnCosts, *,
+             cap: int, dep_cap: int, on_start=None, want_stats: bool = False,
+             want_trace: bool = False) -> Schedule:
+    """Time a stream: ``mods[i]`` is instruction i's module (0 load, 1 compute, 2 store),
+    ``need_give[i]`` the token queues (indices into ``TOKENS``) it pops and pushes,
+    ``finish[i]`` whether it is FINISH, ``costs`` its cycle costs (``Timing.costs``).
+
+    Fetch reads the stream in bursts of ``tm.fetch_burst`` instructions into the command
+    queues (``cap`` entries each, the held instruction included) and stalls while the next
+    instruction's queue is full.  Each module runs its queue in order; an instruction starts
+    when its module is free, it has been fetched and every token it pops is there (a full
+    token queue — ``dep_cap`` — blocks a push); its pushes appear when it ends.  Every DMA
+    read (fetch, loads) puts its bytes on one shared read data channel, in start order.
+    ``on_start(i, module, popped payloads)`` runs when instruction i starts and returns the
+    payload of the tokens it pushes (tsim's functional core and race check)."""
+    n = len(mods)
+    local, rlead, rbytes = costs.local.tolist(), costs.rlead.tolist(), costs.rbytes.tolist()
+    bw = tm.bus_bytes_per_cycle
+    fburst = tm.fetch_burst
+    fetch_cost = {}  # instructions in the burst -> (lead, alone)
+    queues = (deque(), deque(), deque())
+    fetched = [0.0] * n
+    free = [0.0, 0.0, 0.0]
+    tok_t = (deque(), deque(), deque(), deque())  # when each queued token is available
+    tok_p = (deque(), deque(), deque(), deque())  # its payload (race-check clock)
+    executed = [0, 0, 0]
+    stats = [[0, 0.0, 0.0, 0.0, 0.0] for _ in range(4)] if want_stats else None  # load, compute, store, fetch
+    trace = [] if want_trace else None
+    rchan = 0.0  # when the shared read data channel is next free
+    fetch_free, pc, end_time = 0.0, 0, 0.0
+    modules = (0, 1, 2)
+    while True:
+        best_t, best_m = -1.0, -2
+        if pc < n and len(queues[mods[pc]]) < cap:
+            best_t, best_m = fetch_free, -1
+        for mi in modules:
+            q = queues[mi]
+            if not q:
+                continue
+            idx = q[0]
+            need, give = need_give[idx]
+            t = free[mi]
+            ft = fetched[idx]
+            if ft > t:
+                t = ft
+            for qn in need:
+                tq = tok_t[qn]
+                if not tq:
+                    break
+                if tq[0] > t:
+                    t = tq[0]
+            else:
+                for qn in give:
+                    if len(tok_t[qn]) >= dep_cap:
+                        break
+                else:
+                    if best_m == -2 or t < best_t:
+                        best_t, best_m = t, mi
+        if best_m == -2:
+            raise _Stuck(pc, {m: deque(q) for m, q in zip(MODULES, queues)},
+                         {q: len(t) for q, t in zip(TOKENS, tok_t)})
+        t = best_t
+        if best_m < 0:  # ---- fetch one burst
+            first, k = pc, 0
+            while pc < n and k < fburst and len(queues[mods[pc]]) < cap:
+                queues[mods[pc]].append(pc)
+                pc += 1
+                k += 1
+            nbytes = k * isa.INSN_BYTES
+            fc = fetch_cost.get(k)
+            if fc is None:
+                fc = fetch_cost[k] = tm.fetch_cycles(nbytes)
+            lead, alone = fc
+            s = t + lead
+            if rchan > s:
+                s = rchan
+            rchan = s + nbytes / bw
+            done = t + alone
+            if rchan > done:
+                done = rchan
+            for i in range(first, pc):
+                fetched[i] = done
+            if stats is not None:
+                st = stats[3]
+                st[0] += k
+                st[1] += alone
+                st[3] += done - t - alone
+            if trace is not None:
+                trace.append(("fetch", first, pc - 1, t, done))
+            fetch_free = done
+            continue
+        mi = best_m
+        idx = queues[mi].popleft()
+        need, give = need_give[idx]
+        if on_start is not None:
+            popped = [tok_p[qn].popleft() for qn in need]
+            for qn in need:
+                tok_t[qn].popleft()
+            payload = on_start(idx, mi, popped)
+        else:
+            for qn in need:
+                tok_t[qn].popleft()
+                tok_p[qn].popleft()
+            payload = None
+        end = t + local[idx]
+        wait = 0.0
+        nb = rbytes[idx]
+        if nb:
+            s = t + rlead[idx]
+            if rchan > s:
+                s = rchan
+            rchan = s + nb / bw
+            if rchan > end:
+                wait = rchan - end
+                end = rchan
+        for qn in give:
+            tok_t[qn].append(end)
+            tok_p[qn].append(payload)
+        if stats is not None:
+            st = stats[mi]
+            ready = free[mi] if free[mi] > fetched[idx] else fetched[idx]
+            if fetched[idx] > free[mi]:
+                st[4] += fetched[idx] - free[mi]
+            st[0] += 1
+            st[1] += end - t - wait
+            st[2] += t - ready if t > ready else 0.0
+            st[3] += wait
+        if trace is not None:
+            trace.append((MODULES[mi], idx, idx, t, end))
+        free[mi] = end
+        executed[mi] += 1
+        if end > end_time:
+            end_time = end
+        if finish[idx]:
+            break
+    out_stats = None
+    if stats is not None:
+        out_stats = {name: ModuleStats(st[0], st[1], st[2], st[3], st[4])
+                     for name, st in zip(("load", "compute", "store", "fetch"), stats)}
+        out_stats = {"fetch": out_stats["fetch"], **{m: out_stats[m] for m in MODULES}}
+    return Schedule(end_time, dict(zip(MODULES, executed)), {q: len(t) for q, t in zip(TOKENS, tok_t)},
+                    pc, {m: len(q) for m, q in zip(MODULES, queues)}, out_stats, trace)
+
+
 class TimingSimulator(FunctionalSimulator):
     """Cycle-level timing model on top of fsim's functional core."""
 
@@ -149,44 +324,6 @@ class TimingSimulator(FunctionalSimulator):
         self.functional = functional
         self.want_trace = trace
         self.check_races = check_races
-
-    # ------------------------------------------------------------------ costs
-    def _bus(self, t: float, nbytes: int, write: bool = False) -> tuple[float, float]:
-        """One memory request issued at ``t``: (completion time, cycles spent waiting for
-        the bus)."""
-        start = max(t, self._bus_free)
-        end = self.timing.request_end(start, nbytes, write)
-        self._bus_free = end
-        return end, start - t
-
-    def _mem_time(self, insn: MemInsn, t: float) -> tuple[float, float]:
-        hw, tm = self.hw, self.timing
-        mt, xs, ys = insn.memory_type, insn.x_size, insn.y_size
-        wait = 0.0
-        if insn.opcode == Opcode.STORE:
-            for _ in range(ys):
-                t, w = self._bus(t, xs * hw.out_elem_bytes, write=True)
-                wait += w
-            return t, wait
-        if mt == MemType.UOP:
-            t, w = self._bus(t, xs * 4)
-            return t, w
-        ebytes = {MemType.INP: hw.inp_elem_bytes, MemType.WGT: hw.wgt_elem_bytes,
-                  MemType.ACC: hw.acc_elem_bytes}.get(mt)
-        if ebytes is None:
-            return t + tm.nop_cycles, 0.0
-        for _ in range(ys):
-            t, w = self._bus(t, xs * ebytes)
-            wait += w
-        if mt == MemType.INP:  # zero padding is written into SRAM without the bus
-            xw = insn.x_pad_0 + xs + insn.x_pad_1
-            t += (insn.y_pad_0 + insn.y_pad_1) * xw + ys * (insn.x_pad_0 + insn.x_pad_1)
-        return t, wait
-
-    def _duration(self, insn, t: float) -> tuple[float, float]:
-        if isinstance(insn, MemInsn):
-            return self._mem_time(insn, t + self.timing.insn_overhead)
-        return self.timing.insn_end(insn, t), 0.0  # GEMM, ALU, FINISH, unknown opcodes, NOPs
 
     # ------------------------------------------------------------------ race bookkeeping
     def _accesses(self, idx: int, insn, module: str):
@@ -225,107 +362,58 @@ class TimingSimulator(FunctionalSimulator):
     def _schedule(self, insns: list, routes: list, need_give: list, finish: list) -> TimedResult:
         hw, tm = self.hw, self.timing
         n = len(insns)
-        cap = hw.queues.insn_queue_depth + 1
-        dep_cap = hw.queues.dep_queue_depth
-        self._bus_free = 0.0
         self._rc = _RaceChecker()
         self._spans = {}
-        queues = {m: deque() for m in MODULES}
-        fetched_at = [0.0] * n
-        free_at = {m: 0.0 for m in MODULES}
-        tokens = {q: deque() for q in ("l2g", "g2l", "s2g", "g2s")}  # (avail time, clock)
-        stats = {m: ModuleStats() for m in ("fetch",) + MODULES}
-        executed = {m: 0 for m in MODULES}
-        trace = [] if self.want_trace else None
-        fetch_free, pc = 0.0, 0
-        end_time, finished = 0.0, False
-        # when a full queue frees a slot: the start time of the instruction that left it
-        while not finished:
-            best = None
-            # fetch: next burst, if the target queue of the next instruction has room
-            if pc < n and len(queues[routes[pc]]) < cap:
-                best = (fetch_free, -1, None)
-            for mi, m in enumerate(MODULES):
-                q = queues[m]
-                if not q:
-                    continue
-                idx = q[0]
-                need, give = need_give[idx]
-                if any(not tokens[qn] for qn in need) or any(len(tokens[qn]) >= dep_cap for qn in give):
-                    continue
-                ready_tok = max((tokens[qn][0][0] for qn in need), default=0.0)
-                start = max(free_at[m], fetched_at[idx], ready_tok)
-                if best is None or start < best[0]:
-                    best = (start, mi, idx)
-            if best is None:
-                if pc >= n and not any(queues.values()):
-                    raise MissingFinishError(f"all {n} instructions executed and none of them was FINISH")
-                raise TokenDeadlockError(self._deadlock_report(
-                    insns, queues, {k: len(v) for k, v in tokens.items()}, pc, routes, cap, dep_cap))
-            start, mi, idx = best
-            if mi < 0:  # ---- fetch a burst
-                k, first = 0, pc
-                while pc < n and k < tm.fetch_burst and len(queues[routes[pc]]) < cap:
-                    queues[routes[pc]].append(pc)
-                    pc += 1
-                    k += 1
-                done, wait = self._bus(start, k * isa.INSN_BYTES)
-                for i in range(first, pc):
-                    fetched_at[i] = done
-                st = stats["fetch"]
-                st.insns += k
-                st.busy += done - start - wait
-                st.stall_memory += wait
-                if trace is not None:
-                    trace.append(("fetch", f"fetch {first}..{pc - 1}", start, done))
-                fetch_free = done
-                continue
-            m = MODULES[mi]
-            need, give = need_give[idx]
-            st = stats[m]
-            waited_tok = start - max(free_at[m], fetched_at[idx])
-            if fetched_at[idx] > free_at[m]:
-                st.stall_fetch += fetched_at[idx] - free_at[m]
-            st.stall_token += max(0.0, waited_tok)
+        costs = tm.costs(insn_features(insns, hw))
+        mods = [MOD_INDEX[m] for m in routes]
+        ng = [(tuple(TOKEN_INDEX[q] for q in need), tuple(TOKEN_INDEX[q] for q in give))
+              for need, give in need_give]
+        check, functional = self.check_races, self.functional
+        rc = self._rc
+
+        def start(idx: int, mi: int, popped: list):
             insn = insns[idx]
-            for qn in need:
-                _, clock = tokens[qn].popleft()
-                if self.check_races:
-                    self._rc.merge(mi, clock)
+            m = MODULES[mi]
+            if check:
+                for clock in popped:
+                    rc.merge(mi, clock)
             if isinstance(insn, MemInsn):
-                self._charge(idx, insn.y_size)  # _mem_time times it row by row
-            end, wait = self._duration(insn, start)
-            if insn is not None and self.functional:
+                self._charge(idx, insn.y_size)
+            if insn is not None and functional:
                 self._exec(idx, insn, m)
             elif insn is not None:
                 if isinstance(insn, MemInsn) and insn.memory_type == MemType.UOP and insn.opcode == Opcode.LOAD:
                     self._exec(idx, insn, m)  # like the profiler's skip mode: micro-ops still load
                 else:
                     self._count_only(insn)
-                if isinstance(insn, (GemmInsn, AluInsn)) and self.check_races:
+                if isinstance(insn, (GemmInsn, AluInsn)) and check:
                     self._plan_only(idx, insn)
-            if self.check_races:
-                self._accesses(idx, insn, m)
-            for qn in give:
-                tokens[qn].append((end, self._rc.clock_for_push(mi) if self.check_races else None))
-            if self.check_races:
-                self._rc.done(mi)
-            queues[m].popleft()
-            executed[m] += 1
-            st.insns += 1
-            st.busy += end - start - wait
-            st.stall_memory += wait
-            free_at[m] = end
-            end_time = max(end_time, end)
-            if trace is not None:
-                trace.append((m, self._label(idx, insn), start, end))
-            if finish[idx]:
-                finished = True
-        left = {m: len(q) for m, q in queues.items() if q}
-        if pc < n or left:
+            if not check:
+                return None
+            self._accesses(idx, insn, m)
+            clock = rc.clock_for_push(mi)
+            rc.done(mi)
+            return clock
+
+        try:
+            sched = schedule(tm, mods, ng, finish, costs, cap=hw.queues.insn_queue_depth + 1,
+                             dep_cap=hw.queues.dep_queue_depth, on_start=start,
+                             want_stats=True, want_trace=self.want_trace)
+        except _Stuck as stuck:
+            if stuck.pc >= n and not any(stuck.queues.values()):
+                raise MissingFinishError(f"all {n} instructions executed and none of them was FINISH") from None
+            raise TokenDeadlockError(self._deadlock_report(
+                insns, stuck.queues, stuck.tokens, stuck.pc, routes, hw.queues.insn_queue_depth + 1,
+                hw.queues.dep_queue_depth)) from None
+        left = {m: k for m, k in sched.left.items() if k}
+        if sched.pc < n or left:
             raise UnfinishedWorkError(f"FINISH executed with instructions not yet executed "
-                                      f"(queued per module: {left}; not yet fetched: {n - pc})")
-        return self._result(n, executed, tokens, stats, end_time, trace)
+                                      f"(queued per module: {left}; not yet fetched: {n - sched.pc})")
+        trace = None
+        if sched.trace is not None:
+            trace = [(m, f"fetch {a}..{b}" if m == "fetch" else self._label(a, insns[a]), t0, t1)
+                     for m, a, b, t0, t1 in sched.trace]
+        return self._result(n, sched.executed, sched.tokens, sched.stats, sched.end, trace)
 
     def _count_only(self, insn) -> None:
         """Timing-only mode: the profiler counters without moving data (fsim's formulas)."""
@@ -377,7 +465,7 @@ class TimingSimulator(FunctionalSimulator):
         latency = accel_ms + host_ms
         ops = 2 * self.counters["gemm_counter"] * hw.batch * hw.block_in * hw.block_out
         res = TimedResult(counters=dict(self.counters), insn_count=n, executed=executed,
-                          leftover_tokens={k: len(v) for k, v in tokens.items() if v},
+                          leftover_tokens={k: v for k, v in tokens.items() if v},
                           cycles=end_time, accel_ms=accel_ms, host_ms=host_ms, latency_ms=latency,
                           gops=ops / (latency * 1e6) if latency > 0 else 0.0,
                           modules={m: s.as_dict() for m, s in stats.items()},
