@@ -278,3 +278,19 @@ def test_cli_replay_prints_skips_and_applied_splits(tmp_path, capsys):
     assert "applied index 255" in out[1] and "ignored (AutoTVM's SplitEntity): tile_h, tile_w" \
         in out[1]
     assert out[2].startswith("line 3: skipped: not a VTA target")
+
+
+def test_db_import_command_reports_the_warnings(tmp_path, capsys):
+    pytest.importorskip("sqlalchemy")
+    import json as _json
+
+    from vtatune.cli.main import main
+    recs = records()
+    warned = {n for n, r in recs if is_vta(r) and kind_of(r) == "non_multiplying"}
+    by_line = dict(recs)
+    want = sum(len(non_multiplying(by_line[n])) + 1 for n in warned)
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["db", "import", str(LOG), "--db", url, "--json"]) == 1  # one line rejected
+    out = _json.loads(capsys.readouterr().out)
+    assert out["n_rejected"] == 1 and out["n_warnings"] == want
+    assert {w["line"] if "line" in w else w["lineno"] for w in out["warnings"]} == warned

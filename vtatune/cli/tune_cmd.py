@@ -229,12 +229,16 @@ def cmd_db_import(args) -> int:
     if args.json:
         emit_json({"log": args.log, "read": report.read, "inserted": report.inserted,
                    "n_rejected": report.n_rejected,
-                   "rejected": [r.as_dict() for r in report.rejected]})
+                   "rejected": [r.as_dict() for r in report.rejected],
+                   "n_warnings": report.n_warnings,
+                   "warnings": [w.as_dict() for w in report.warnings]})
     else:
         for r in report.rejected:
             print(f"rejected ({r.reason}): {r}", file=sys.stderr)
+        for w in report.warnings:  # imported as ApplyHistoryBest would apply them
+            print(f"warning ({w.reason}): {w}", file=sys.stderr)
         print(f"{args.log}: {report.read} records read, {report.inserted} new, "
-              f"{report.n_rejected} rejected")
+              f"{report.n_rejected} rejected, {report.n_warnings} warnings")
     # as replay does: a file with lines that could not be taken is not a clean success
     return 1 if report.n_rejected else 0
 
