@@ -376,6 +376,18 @@ def emit(node, env: dict, runtime) -> None:
     compile_host(node)(env, runtime)
 
 
+def _flat_items(node) -> list:
+    """The statements of a Seq or Scope with nested Seqs and Scopes spliced in (they only
+    group statements: the emitter runs them in order either way)."""
+    out = []
+    for item in (node.items if isinstance(node, Seq) else node.body):
+        if isinstance(item, (Seq, Scope)):
+            out.extend(_flat_items(item))
+        else:
+            out.append(item)
+    return out
+
+
 def _compile_deps(deps: list) -> Callable[[dict, Any], None]:
     """Consecutive dependence statements as one closure (in order)."""
     plan = tuple((d.push, d.frm, d.to) for d in deps)
@@ -395,7 +407,7 @@ def compile_host(node) -> Callable[[dict, Any], None]:
     program of a large layer runs hundreds of thousands of statements."""
     if isinstance(node, Seq) or isinstance(node, Scope):
         fns = []
-        items = node.items if isinstance(node, Seq) else node.body
+        items = _flat_items(node)
         k = 0
         while k < len(items):  # a run of token statements becomes one closure
             j = k
