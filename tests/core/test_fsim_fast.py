@@ -385,3 +385,25 @@ def test_tsim_is_not_switched_to_the_compiled_core(ref_dir):
     assert sim.jit is False
     res = sim.run(bundle.insn_addr, bundle.insn_count)
     assert res.counters == REF_COUNTERS["C10_203"] and res.cycles > 0
+
+
+def test_many_regions_fall_back_to_the_numpy_core(monkeypatch):
+    """The compiled core takes at most MAX_REGIONS DRAM regions; a DRAM with more runs on
+    the numpy core (same result) instead of failing."""
+    from vtatune.sim import fsim_jit
+    s = _loaded(seed=9)
+    for k in range(fsim_jit.MAX_REGIONS):  # extra unrelated regions
+        s.put(bytes([k]) * 64, 1)
+    s.uops([(0, 0, 0), (1, 1, 1)])
+    s.insns.append(GemmInsn(pop_prev=1, uop_bgn=0, uop_end=2, iter_out=3, iter_in=2,
+                            dst_factor_out=2, src_factor_out=2, src_factor_in=5, wgt_factor_in=3))
+    _finish_with_store(s)
+    make, addr, count = s.make()
+    assert len(make().regions) > fsim_jit.MAX_REGIONS
+    calls = []
+    monkeypatch.setattr(FunctionalSimulator, "_run_compiled",
+                        lambda self, raw: calls.append(1))  # must not be reached
+    a, b = run_both(HW, make, addr, count)
+    assert calls == []
+    assert_same(a, b)
+    assert not isinstance(a[0], Exception), a[0]
