@@ -24,6 +24,19 @@ class ErrorCategory(IntEnum):
 class VtatuneError(Exception):
     """Root of all vtatune errors; never raised directly."""
 
+    def __reduce__(self):
+        # Typed errors cross process boundaries (measurement and study workers).  Their
+        # constructors take other arguments than ``args`` holds, so rebuild without calling
+        # them: the message (``args``) and every attribute (field, category, ...) travel.
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(cls, args, state):
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
 
 class ConfigurationError(VtatuneError, ValueError):
     """A bad hardware configuration or user-supplied setting.

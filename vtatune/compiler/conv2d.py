@@ -305,6 +305,9 @@ class Conv2DLowering:
         rows, cols = self.rows, self.cols
         H, W = wl.height, wl.width
         kernels = {}
+        # the DMA patterns are the same for every tile (computed once, not per statement)
+        inp_pat, wgt_pat, out_pat = self.inp_pattern(), self.wgt_pattern(), self.store_pattern()
+        bias_pat = self.bias_pattern() if self.has_bias else None
 
         def tile_pos(env):
             t_oc, t_h = env.get("v_oc", 0), env.get("v_h", 0)
@@ -328,32 +331,32 @@ class Conv2DLowering:
             c0c = j0 * w1 * wl.stride_w - wl.pad_w
             sram = t * self.inp_elems
             if not self.padded:
-                x, y, stride = self.inp_pattern()
+                x, y, stride = inp_pat
                 base = R.data + ((b * self.CIb + ch0) * H + r0) * W + c0c
                 rt.load_2d(MemType.INP, base, sram, x, y, stride)
                 return
             yp0, yp1 = max(0, -r0), max(0, r0 + rows - H)
             xp0, xp1 = max(0, -c0c), max(0, c0c + cols - W)
-            (_, _, stride), ydim, xdim = self.inp_pattern()
+            (_, _, stride), ydim, xdim = inp_pat
             base = R.data + ((b * self.CIb + ch0) * H + max(r0, 0)) * W + max(c0c, 0)
             rt.load_2d(MemType.INP, base, sram, cols - xp0 - xp1, rows - yp0 - yp1, W,
                        x_pad_0=xp0, y_pad_0=yp0, x_pad_1=xp1, y_pad_1=yp1)
 
         def load_wgt(env, rt):
             b, i0, c0, j0, t = tile_pos(env)
-            x, y, stride = self.wgt_pattern()
+            x, y, stride = wgt_pat
             base = R.kernel + ((c0 * co1) * self.ci_red + env.get("koo", 0) * self.ci1) * self.KH * self.KW
             rt.load_2d(MemType.WGT, base, t * self.wgt_elems, x, y, stride)
 
         def load_bias(env, rt):
             b, i0, c0, j0, t = tile_pos(env)
-            x, y, stride = self.bias_pattern()
+            x, y, stride = bias_pat
             base = R.bias + b * self.COb + c0 * co1
             rt.load_2d(MemType.ACC, base, self.nthreads * self.acc_elems + t * co1, x, y, stride)
 
         def store(env, rt):
             b, i0, c0, j0, t = tile_pos(env)
-            x, y, stride = self.store_pattern()
+            x, y, stride = out_pat
             base = R.out + ((b * self.COb + c0 * co1) * self.OH + i0 * h1) * self.OW + j0 * w1
             rt.store_2d(t * self.acc_elems, base, x, y, stride)
 
