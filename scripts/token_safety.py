@@ -31,11 +31,11 @@ from vtatune.workloads.suites import get_workload, list_suites, suite
 
 
 def _job(args):
-    name, hw_name, index, sync = args
-    hw = HwConfig.load(hw_name)
-    task = VtaTask.create(name, hw, sync=sync, profile="native")
+    name, hw, index, sync = args   # the HwConfig itself: files may change during a long run
+    hw_name = hw.name
     t0 = time.perf_counter()
     try:
+        task = VtaTask.create(name, hw, sync=sync, profile="native")
         ev = evaluate(task, index, "fsim", check=True)
         timed = evaluate(task, index, "tsim", program=ev.program, functional=False)
         races = timed.execution.result.races
@@ -66,11 +66,11 @@ def plan(refs, hw, sync):
         for r in sweep(wl, hw, profile="native", sync=sync):
             if not r["valid"]:
                 continue
-            jobs.append((wl.name, hw.name, r["index"], sync))
+            jobs.append((wl.name, hw, r["index"], sync))
             if r["index"] not in strict:
                 extra.add((wl.name, r["index"]))
                 if sync != "tvm-0.14":
-                    jobs.append((wl.name, hw.name, r["index"], "tvm-0.14"))
+                    jobs.append((wl.name, hw, r["index"], "tvm-0.14"))
     return jobs, extra
 
 
