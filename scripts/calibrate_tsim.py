@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit tsim's timing parameters to the published PYNQ-Z1 layer times.
 
-    python scripts/calibrate_tsim.py [--write] [--loo] [--diagnose] [--markdown FILE]
+    python scripts/calibrate_tsim.py [--write] [--loo] [--diagnose] [--ablation] [--markdown FILE]
 
 The measurements: the five ResNet-18 layers of shared/calibration.md and the TopHub records
 of scripts/data/tophub-pynq-z1.log (a copy of shared/board-times/tophub-pynq-z1.log: 1x16
@@ -12,7 +12,8 @@ set is fitted for both hardware configurations (vtatune.sim.calibration.fit: rob
 squares on log errors); the script prints the fit residual of every record, and with
 ``--loo`` the leave-one-out error of every record (refit without it, predict it: ~6 min on
 one core).  ``--diagnose`` fits the store path of the records measured on 2019-08-09/10
-alone (docs/tsim.md, "Two setups").  ``--write`` stores the fitted values in the ``timing``
+alone (docs/tsim.md, "Two setups"); ``--ablation`` refits the model without (or with) one
+mechanism at a time.  ``--write`` stores the fitted values in the ``timing``
 section of the shipped PYNQ configuration files; ``--markdown`` writes the tables
 (docs/tsim.md quotes them).  Records marked ¹ are outside the final fit (robust: they
 disagree with the parameter set the other records agree on).
@@ -120,12 +121,48 @@ def summary(name: str, err: np.ndarray) -> str:
             f"within 15 %: {int(np.sum(a <= 0.15))}/{a.size} ({100 * np.mean(a <= 0.15):.0f} %)")
 
 
+#: Variants of the model: each drops (fixed=) or adds (free=) one mechanism; --ablation refits
+#: every one on the same records.
+ABLATIONS = [
+    ("the model as shipped", {}, ()),
+    ("weights at bus speed (wgt_beat_cycles = 1)", {"wgt_beat_cycles": 1.0}, ()),
+    ("no load_pad_2d row cost (inp_row_cycles = 0)", {"inp_row_cycles": 0}, ()),
+    ("no zero-fill run cost (pad_run_cycles = 0)", {"pad_run_cycles": 0}, ()),
+    ("no GEMM loop restart (gemm_loop_cycles = 0)", {"gemm_loop_cycles": 0}, ()),
+    ("1 outstanding AXI burst", {"axi_outstanding": 1}, ()),
+    ("2 outstanding AXI bursts", {"axi_outstanding": 2}, ()),
+    ("+ host cost per micro-op (host_per_uop_ns fitted)", {}, ("host_per_uop_ns",)),
+    ("+ store beat interval (store_beat_cycles fitted)", {}, ("store_beat_cycles",)),
+    ("previous structure (latencies and host costs only)",
+     {"wgt_beat_cycles": 1.0, "inp_row_cycles": 0, "pad_run_cycles": 0, "gemm_loop_cycles": 0}, ()),
+]
+
+
+def ablation(cases, base) -> list[str]:
+    """Refit every variant of ``ABLATIONS``; report the trimmed sum of squares and the
+    errors on the records of the shipped model's final fit (``base.used``)."""
+    from vtatune.sim.calibration import FIT_PARAMS
+    out = ["| variant | trimmed SS | mean abs error, shipped fit's records | within 15 %, all records |",
+           "| --- | --- | --- | --- |"]
+    for label, fixed, extra in ABLATIONS:
+        free = [k for k in FIT_PARAMS if k not in fixed] + list(extra)
+        t0 = time.time()
+        f = fit(cases, free=free, fixed=fixed)
+        a = np.abs(f.rel_errors)
+        out.append(f"| {label} | {f.trimmed_ss:.4f} | {100 * a[base.used].mean():.1f} % | "
+                   f"{int(np.sum(a <= 0.15))}/{a.size} |")
+        print(out[-1], f"({time.time() - t0:.0f} s)", {k: f.values[k] for k in free}, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="store the fit in hw/pynq_*.json")
     ap.add_argument("--loo", action="store_true", help="leave-one-out over every record")
     ap.add_argument("--log", type=pathlib.Path, default=BOARD_LOG, help="TopHub records")
     ap.add_argument("--markdown", type=pathlib.Path, help="write the tables to this file")
+    ap.add_argument("--ablation", action="store_true",
+                    help="refit variants without / with one mechanism each (~10 min)")
     ap.add_argument("--diagnose", action="store_true",
                     help="fit the store path of the 2019-08-09/10 records alone (docs/tsim.md)")
     args = ap.parse_args()
@@ -156,8 +193,15 @@ def main() -> None:
         ix = [i for i, c in enumerate(cases) if c.group == g]
         out.append(summary(f"  fit, {g}", rel[ix]) + ("" if loo is None else
                    "; " + summary("LOO", loo[ix])))
+    early = np.array([EARLY_CAMPAIGN[0] <= c.measured_at < EARLY_CAMPAIGN[1] for c in cases])
+    for label, mask in (("records measured 2019-08-09/10", early), ("all other records", ~early)):
+        ix = np.flatnonzero(mask)
+        out.append(summary(f"fit, {label}", rel[ix]) + ("" if loo is None else
+                   "; " + summary("LOO", loo[ix])))
     if args.diagnose:
         out += [""] + diagnose(cases, f.values)
+    if args.ablation:
+        out += [""] + ablation(cases, f)
     text = "\n".join(out)
     print(text)
     if args.markdown:

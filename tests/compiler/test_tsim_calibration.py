@@ -50,13 +50,21 @@ def load_script():
     return mod
 
 
+def documented_records():
+    """The records of the documented tables, compiled (~3 s).  Today the 4x8 LSTM record
+    (packed for another batch block) does not parse; once it does, the script fits it too
+    and these tables stay those of the 40 documented records until the next calibration."""
+    recs, skipped = load_script().calibration_records()
+    assert {why.split(":")[0] for _, why in skipped} <= {"PackedForOtherHardwareError"}
+    names = [name for name, _, _ in DOCUMENTED]
+    recs = [r for r in recs if r["name"] in names]
+    assert [r["name"] for r in recs] == names
+    return recs
+
+
 @pytest.fixture(scope="module")
 def records():
-    """Every record compiled (~3 s); the LSTM record packed for another batch block is the
-    only one skipped."""
-    recs, skipped = load_script().calibration_records()
-    assert [why.split(":")[0] for _, why in skipped] == ["PackedForOtherHardwareError"]
-    return recs
+    return documented_records()
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,16 @@ from vtatune.hardware.config import HwConfig
 from vtatune.sim.calibration import FIT_PARAMS, fit, leave_one_out, levenberg_marquardt, predict
 
 try:
-    from .test_tsim_calibration import load_script
+    from .test_tsim_calibration import documented_records
 except ImportError:  # rootdir-relative import without a package
-    from test_tsim_calibration import load_script
+    from test_tsim_calibration import documented_records
 
 
 @pytest.fixture(scope="module")
 def cases():
-    return load_script().calibration_cases()[0]
+    from vtatune.sim.calibration import Case
+    return [Case.from_program(r["prog"], r["name"], r["measured_ms"], r["group"], r["measured_at"])
+            for r in documented_records()]
 
 
 def shipped() -> dict:

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..hardware.config import HwConfig
-from ..hardware.timing_params import TIMING_FIELDS, TimingParams
+from ..hardware.timing_params import TIMING_FIELDS
 from .dram import Dram
 from .fsim import FunctionalSimulator
 from .timing import UOP, InsnFeatures, Timing, insn_features
@@ -149,6 +149,12 @@ def _bounds(name: str) -> tuple[float, float]:
     return float(spec.lo), float(min(spec.hi, 1e5))
 
 
+def _default(case: Case, name: str) -> float:
+    """A parameter's value in ``case``'s hardware file (a start for parameters ``STARTS``
+    does not name)."""
+    return float(getattr(case.hw.timing, name))
+
+
 def _values(free: Sequence[str], x: np.ndarray, fixed: dict | None = None) -> dict:
     v = dict(fixed or {})
     v.update({k: float(xi) for k, xi in zip(free, x)})
@@ -210,6 +216,7 @@ class Fit:
     trimmed: list                 # indices of the cases of the best trimmed fit
     used: list                    # indices of the cases of the final (reweighted) fit
     sigma: float                  # robust scale of the log errors (trimmed fit)
+    trimmed_ss: float = 0.0       # sum of the h smallest squared log errors (trimmed fit)
 
     @property
     def rel_errors(self) -> np.ndarray:
@@ -239,11 +246,13 @@ def _norm_ppf(p: float) -> float:
 
 
 def fit(cases: Sequence[Case], use: Sequence[int] | None = None, *,
-        free: Sequence[str] = FIT_PARAMS, starts: Sequence[dict] | None = None,
-        coverage: float = 0.55, cutoff: float = 2.5, min_sigma: float = 0.02) -> Fit:
+        free: Sequence[str] = FIT_PARAMS, fixed: dict | None = None,
+        starts: Sequence[dict] | None = None, coverage: float = 0.55, cutoff: float = 2.5,
+        min_sigma: float = 0.02) -> Fit:
     """Robust fit of ``free`` over the cases ``use`` (default all) — module docstring.
-    ``starts`` are starting values (default: the first case's hardware file and
-    ``STARTS``); the reweighting keeps the cases within ``cutoff`` robust standard
+    ``fixed`` holds other parameters at given values instead of the hardware file's (the
+    ablations of scripts/calibrate_tsim.py); ``starts`` are starting values (default: the
+    first case's hardware file and ``STARTS``); the reweighting keeps the cases within ``cutoff`` robust standard
     deviations, the deviation taken at least ``min_sigma`` (log units: the run-to-run noise
     of board measurements is of that order)."""
     use = list(range(len(cases))) if use is None else list(use)
@@ -256,12 +265,14 @@ def fit(cases: Sequence[Case], use: Sequence[int] | None = None, *,
         starts = [{k: getattr(t, k) for k in free}, *STARTS]
     h = max(len(free) + 1, min(len(use), int(coverage * len(use))))
 
+    held = dict(fixed or {})
+
     def resid(x, idx):
-        return log_errors([cases[i] for i in idx], _values(free, x))
+        return log_errors([cases[i] for i in idx], _values(free, x, held))
 
     best = None
     for start in starts:
-        x = np.array([float(start[k]) for k in free])
+        x = np.array([float(start.get(k, _default(cases[use[0]], k))) for k in free])
         subset = None
         for _ in range(8):  # concentration steps (short fits until the subset settles)
             r = resid(x, use)
@@ -283,7 +294,7 @@ def fit(cases: Sequence[Case], use: Sequence[int] | None = None, *,
         x = levenberg_marquardt(lambda y: resid(y, used), x, lo, hi, scale)
     # integer parameters to whole cycles, then the others once more
     ints = [k for k in free if TIMING_FIELDS[k].kind is int]
-    fixed = {k: float(round(v)) for k, v in zip(free, x) if k in ints}
+    fixed = {**held, **{k: float(round(v)) for k, v in zip(free, x) if k in ints}}
     rest = [k for k in free if k not in ints]
     if rest:
         xr = np.array([v for k, v in zip(free, x) if k not in ints])
@@ -292,7 +303,8 @@ def fit(cases: Sequence[Case], use: Sequence[int] | None = None, *,
                                  xr, lo[sel], hi[sel], scale[sel])
         fixed.update({k: float(v) for k, v in zip(rest, xr)})
     values = {k: (int(fixed[k]) if k in ints else round(fixed[k], 4)) for k in free}
-    return Fit(values, log_errors(cases, values), subset, used, sigma)
+    values = {**held, **values}
+    return Fit(values, log_errors(cases, values), subset, used, sigma, ss)
 
 
 def leave_one_out(cases: Sequence[Case], which: Sequence[int] | None = None, *,
@@ -309,12 +321,6 @@ def leave_one_out(cases: Sequence[Case], which: Sequence[int] | None = None, *,
     return np.array(out)
 
 
-def updated_params(params: TimingParams, values: dict) -> TimingParams:
-    """``params`` with fitted ``values`` (checked as the hardware file's are)."""
-    import dataclasses
-    return dataclasses.replace(params, **values)
-
-
 __all__ = ["CALIBRATION", "FIT_PARAMS", "Case", "CalibrationPoint", "Fit", "fit",
            "leave_one_out", "log_errors", "predict", "predict_case", "simulate_accel",
-           "updated_params", "levenberg_marquardt"]
+           "levenberg_marquardt"]
