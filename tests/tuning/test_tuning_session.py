@@ -147,7 +147,8 @@ def test_cli_tune_best_export_stats_history(tmp_path, capsys):
     url2 = f"sqlite:///{tmp_path / 'copy.db'}"
     assert main(["db", "import", str(log), "--db", url2, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"log": str(log), "read": 24, "inserted": 24,
-                                                  "n_rejected": 0, "rejected": []}
+                                                  "n_rejected": 0, "rejected": [],
+                                                  "n_warnings": 0, "warnings": []}
     assert main(["db", "import", str(log), "--db", url2, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["inserted"] == 0
     assert main(["db", "stats", "--db", url, "--json"]) == 0
