@@ -15,8 +15,8 @@ from ..hardware.config import HwConfig
 from ..hardware.isa import MemType
 from ..workloads.workload import GROUP_CONV2D, Workload
 from . import ir, packing
-from .common import (Allocation, Loop, alu_kernel, check_allocations, check_mem_fields, closure_check,
-                     epilogue_stages, gemm_kernel)
+from .common import (Allocation, Loop, alu_kernel, check_allocations, check_mem_fields,
+                     closure_check, epilogue_stages, gemm_kernel)
 from .copy_pattern import CopyStmt, PadAxis, match_copy_pattern
 from .dma import drop_unit, get_2d_pattern, padded_load_dims
 from .profiles import DEFAULT_PROFILE
