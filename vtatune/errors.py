@@ -49,6 +49,13 @@ class ConfigurationError(VtatuneError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def check_known(field: str, value, known, what: str):
+    """``value`` if it is one of ``known``, else ``ConfigurationError`` naming ``field``."""
+    if value not in known:
+        raise ConfigurationError(field, f"unknown {what} {value!r}; known: {', '.join(known)}")
+    return value
+
+
 class UnsupportedError(VtatuneError):
     """A request vtatune deliberately does not support (e.g. the HW_VER 0.0.1 layout)."""
 

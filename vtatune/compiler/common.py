@@ -10,6 +10,7 @@ from ..errors import ConfigurationError, ErrorCategory, InvalidConfigError
 from ..hardware.config import HwConfig
 from ..hardware.isa import AluOp
 from ..workloads.workload import SHIFT
+from .copy_pattern import match_copy_pattern
 from .dma import lowering_error
 from .runtime import UopKernel, runtime_error
 
@@ -39,6 +40,21 @@ def check_allocations(allocs: Sequence[Allocation], hw: HwConfig, nthreads: int)
                                  f"Allocation exceed bound of memory tag local.{scope}_buffer: "
                                  f"{nthreads} virtual thread(s) x {total // nthreads} elements = "
                                  f"{total * ebytes[scope]} B > {depth[scope] * ebytes[scope]} B")
+
+
+def check_lowering_passes(low, profile: str) -> None:
+    """The lowering's checks of one template instance ``low``, in pass order (category
+    COMPILE_HOST): StorageFlatten's per-buffer bound; ``InjectDMAIntrin`` statement by
+    statement in program order (in the ``tvm-0.14`` profile ``MatchCopyPattern`` first, then
+    the 2-D pattern); StorageRewrite's bound after ``cthread`` multiplied the buffers."""
+    for a in low.allocs:
+        check_allocations([a], low.hw, 1)
+    strict = profile == "tvm-0.14"
+    for stmt, pattern in low.copy_statements():
+        if strict:
+            match_copy_pattern(stmt)
+        pattern()
+    check_allocations(low.allocs, low.hw, low.nthreads)
 
 
 # ----------------------------------------------------------------------------- uop kernels

@@ -15,9 +15,9 @@ from ..hardware.config import HwConfig
 from ..hardware.isa import MemType
 from ..workloads.workload import GROUP_CONV2D, Workload
 from . import ir, packing
-from .common import (Allocation, Loop, alu_kernel, check_allocations, check_mem_fields,
+from .common import (Allocation, Loop, alu_kernel, check_lowering_passes, check_mem_fields,
                      closure_check, epilogue_stages, gemm_kernel)
-from .copy_pattern import CopyStmt, PadAxis, match_copy_pattern
+from .copy_pattern import CopyStmt, PadAxis
 from .dma import drop_unit, get_2d_pattern, padded_load_dims
 from .profiles import DEFAULT_PROFILE
 
@@ -107,19 +107,7 @@ class Conv2DLowering:
 
     # ------------------------------------------------------------------ static analysis
     def check_lowering(self, profile: str = DEFAULT_PROFILE) -> None:
-        """Every check the TVM lowering performs (category COMPILE_HOST), in pass order:
-        StorageFlatten's per-buffer bound, then ``InjectDMAIntrin`` statement by statement
-        (in the ``tvm-0.14`` profile ``MatchCopyPattern`` first, then the 2-D pattern), then
-        StorageRewrite's bound after ``cthread``."""
-        hw = self.hw
-        for a in self.allocs:
-            check_allocations([a], hw, 1)
-        strict = profile == "tvm-0.14"
-        for stmt, pattern in self.copy_statements():
-            if strict:
-                match_copy_pattern(stmt)
-            pattern()
-        check_allocations(self.allocs, hw, self.nthreads)
+        check_lowering_passes(self, profile)
 
     def ragged(self) -> tuple[bool, bool]:
         """(rows, output channels): a ``cthread`` split that does not divide its tile count."""

@@ -15,9 +15,9 @@ from ..hardware.config import HwConfig
 from ..hardware.isa import MemType
 from ..workloads.workload import Workload
 from . import ir, packing
-from .common import (Allocation, Loop, alu_kernel, check_allocations, closure_check,
+from .common import (Allocation, Loop, alu_kernel, check_lowering_passes, closure_check,
                      epilogue_stages, gemm_kernel)
-from .copy_pattern import CopyStmt, match_copy_pattern
+from .copy_pattern import CopyStmt
 from .dma import drop_unit, get_2d_pattern
 from .profiles import DEFAULT_PROFILE
 from .runtime import Runtime, runtime_error
@@ -49,45 +49,44 @@ class DenseLowering:
         self.inp_elems, self.wgt_elems, self.acc_elems = (a.elems for a in self.allocs[:3])
 
     # ------------------------------------------------------------------ checks
+    def inp_pattern(self):
+        B, BI = self.B, self.BI
+        return get_2d_pattern(*drop_unit([(self.ci1, B * BI), (B, BI), (BI, 1)]), B * BI,
+                              "local.inp_buffer", allow_fold=True)
+
+    def wgt_pattern(self):
+        BO, BI = self.BO, self.BI
+        dims = [(self.co1, self.CIb * BO * BI), (self.ci1, BO * BI), (BO, BI), (BI, 1)]
+        return get_2d_pattern(*drop_unit(dims), BO * BI, "local.wgt_buffer", allow_fold=True)
+
+    def store_pattern(self):
+        B, BO = self.B, self.BO
+        return get_2d_pattern(*drop_unit([(self.co1, B * BO), (B, BO), (BO, 1)]), B * BO,
+                              "local.acc_buffer", allow_fold=True)
+
+    def bias_pattern(self):
+        B, BO = self.B, self.BO
+        dims = [(self.b1, self.COb * B * BO), (self.co1, B * BO), (B, BO), (BO, 1)]
+        return get_2d_pattern(*drop_unit(dims), B * BO, "local.acc_buffer", allow_fold=True)
+
     def patterns(self):
-        inp, wgt, out, bias = self.patterns_lazy()
-        return inp(), wgt(), out(), (bias() if self.has_bias else None)
+        return (self.inp_pattern(), self.wgt_pattern(), self.store_pattern(),
+                self.bias_pattern() if self.has_bias else None)
+
+    def copy_statements(self):
+        """(CopyStmt, 2-D pattern check) of every DMA statement, in program order: a ragged
+        ``cthread`` split of the output-channel tiles guards the weight, bias and output
+        copies (``conv2d.Conv2DLowering.copy_statements`` explains the rule)."""
+        rag = self.nt_oc > 1 and self.n_co0 % self.nt_oc != 0
+        out = [(CopyStmt("data -> local.inp_buffer", False), self.inp_pattern),
+               (CopyStmt("weight -> local.wgt_buffer", rag), self.wgt_pattern)]
+        if self.has_bias:
+            out.append((CopyStmt("bias -> local.acc_buffer", rag), self.bias_pattern))
+        out.append((CopyStmt("res -> output (store)", rag), self.store_pattern))
+        return out
 
     def check_lowering(self, profile: str = DEFAULT_PROFILE) -> None:
-        """StorageFlatten's bound, the DMA statements in program order (``MatchCopyPattern``
-        first in the ``tvm-0.14`` profile: a ragged ``cthread`` split of the output-channel
-        tiles guards the weight, bias and output copies), StorageRewrite's bound."""
-        for a in self.allocs:
-            check_allocations([a], self.hw, 1)
-        if profile == "tvm-0.14":
-            rag = self.nt_oc > 1 and self.n_co0 % self.nt_oc != 0
-            stmts = [CopyStmt("data -> local.inp_buffer", False),
-                     CopyStmt("weight -> local.wgt_buffer", rag)]
-            if self.has_bias:
-                stmts.append(CopyStmt("bias -> local.acc_buffer", rag))
-            stmts.append(CopyStmt("res -> output (store)", rag))
-            # the pattern checks of the statements before the first failing one come first
-            inp, wgt, out, bias = self.patterns_lazy()
-            checks = [inp, wgt] + ([bias] if self.has_bias else []) + [out]
-            for stmt, check in zip(stmts, checks):
-                match_copy_pattern(stmt)
-                check()
-        self.patterns()
-        check_allocations(self.allocs, self.hw, self.nthreads)
-
-    def patterns_lazy(self):
-        """The four pattern checks of ``patterns`` as separate calls (inp, wgt, out, bias)."""
-        B, BI, BO = self.B, self.BI, self.BO
-        return (lambda: get_2d_pattern(*drop_unit([(self.ci1, B * BI), (B, BI), (BI, 1)]), B * BI,
-                                       "local.inp_buffer", allow_fold=True),
-                lambda: get_2d_pattern(*drop_unit([(self.co1, self.CIb * BO * BI), (self.ci1, BO * BI),
-                                                   (BO, BI), (BI, 1)]),
-                                       BO * BI, "local.wgt_buffer", allow_fold=True),
-                lambda: get_2d_pattern(*drop_unit([(self.co1, B * BO), (B, BO), (BO, 1)]), B * BO,
-                                       "local.acc_buffer", allow_fold=True),
-                lambda: get_2d_pattern(*drop_unit([(self.b1, self.COb * B * BO), (self.co1, B * BO),
-                                                   (B, BO), (BO, 1)]),
-                                       B * BO, "local.acc_buffer", allow_fold=True))
+        check_lowering_passes(self, profile)
 
     def kernels(self, t: int, bb: int):
         acc0 = t * self.acc_elems + bb * self.co1

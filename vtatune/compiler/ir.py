@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ConfigurationError
+from ..errors import check_known
 
 LOAD_Q, COMPUTE_Q, STORE_Q = 1, 2, 3
 
@@ -333,15 +333,22 @@ def _clone(node):
 
 
 SYNC_MODES = ("tvm-0.14", "single")
+#: The original stack's scheme: the default of the compiler's own functions (``finalize``,
+#: ``compile_program``, ``sweep``), so that they reproduce TVM v0.14 unless told otherwise.
+REFERENCE_SYNC = "tvm-0.14"
 
 
-def finalize(root, sync: str = "tvm-0.14"):
+def check_sync(sync) -> str:
+    """A token-scheme name, refused (``ConfigurationError`` on ``sync``) unless known."""
+    return check_known("sync", sync, SYNC_MODES, "token scheme")
+
+
+def finalize(root, sync: str = REFERENCE_SYNC):
     """The lowering pipeline that shapes the stream: lift scopes, sync, threads, and — as the
     TVM v0.14 stack does (the reference programs carry its extra tokens) — sync again.
     ``sync="single"`` stops after the thread injection: one token per thread and group, the
     stream of earlier stacks (INFERRED from the TopHub timings, docs/tsim.md)."""
-    if sync not in SYNC_MODES:
-        raise ConfigurationError("sync", f"unknown token scheme {sync!r}; one of {', '.join(SYNC_MODES)}")
+    check_sync(sync)
     root = lift_attr_scope(root)
     root = coproc_sync(root)
     root = inject_vthreads(root)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import check_known
 
 PROFILES = ("tvm-0.14", "native")
 DEFAULT_PROFILE = "tvm-0.14"
@@ -26,7 +26,4 @@ DEFAULT_PROFILE = "tvm-0.14"
 
 def check_profile(profile: Any) -> str:
     """A profile name, refused (``ConfigurationError`` on ``profile``) unless known."""
-    if profile not in PROFILES:
-        raise ConfigurationError("profile", f"unknown compiler profile {profile!r}; "
-                                            f"known: {', '.join(PROFILES)}")
-    return profile
+    return check_known("profile", profile, PROFILES, "compiler profile")

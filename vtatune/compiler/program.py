@@ -149,7 +149,7 @@ class Program:
         return Bundle(self.hw.name, self.insn_addr, self.insn_count, regions)
 
 
-def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = "tvm-0.14",
+def compile_program(wl: Workload, knobs: dict, hw: HwConfig, *, sync: str = ir.REFERENCE_SYNC,
                     profile: str = DEFAULT_PROFILE) -> Program:
     """``sync`` selects the dependence-token scheme: ``"tvm-0.14"`` (byte-identical to the
     TVM v0.14 stack) or ``"single"`` (one dependence pass, docs/compiler.md); ``profile``

@@ -131,6 +131,14 @@ class Runtime:
     def __len__(self) -> int:
         return len(self._meta)
 
+    def merge_state(self) -> tuple:
+        """Everything the next instructions' token merging and micro-op cache read: pending
+        pops, the last instruction's stage and flags, the resident kernels, the ring pointer
+        (two equal states emit equal streams for equal statements; ``stream_size``)."""
+        last = self._meta[-1] >> 3 if self._meta else None
+        return (tuple(self.pending_prev), tuple(self.pending_next), last,
+                frozenset(self._resident.items()), self._ring_ptr)
+
     def _append(self, kind: int, stage: int, row: tuple) -> None:
         """Append an instruction of ``stage`` taking that stage's pending pops."""
         if len(self._meta) >= self._max_insns:

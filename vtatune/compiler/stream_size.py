@@ -61,16 +61,23 @@ def statement_counts(node, mult: int = 1, guarded: bool = False, acc=None) -> di
     return acc
 
 
+def _built(low):
+    """The host program of ``low`` (regions placed at 0: addresses change no count)."""
+    low.place({name: (0, size) for name, size in low.region_sizes().items()})
+    return low.build_ir()
+
+
+def _bounds(counts: dict) -> tuple[int, int]:
+    return counts["payloads_sure"], counts["payloads"] + counts["kernels"] + counts["tokens"] + 5
+
+
 def stream_bounds(low, sync: str) -> tuple[int, int]:
     """(lower, upper) bound of the instructions before FINISH."""
-    c = statement_counts(ir.finalize(low.build_ir(), sync))
-    return c["payloads_sure"], c["payloads"] + c["kernels"] + c["tokens"] + 5
+    return _bounds(statement_counts(ir.finalize(_built(low), sync)))
 
 
 class CountingRuntime(Runtime):
-    """The runtime without its length limit, able to skip iterations it can predict:
-    ``state()`` is everything its token merging and micro-op cache read (pending pops, the
-    last instruction's stage and flags, the resident kernels, the ring pointer)."""
+    """The runtime without its length limit, counting the iterations it skips."""
 
     def __init__(self, hw):
         super().__init__(hw)
@@ -84,11 +91,6 @@ class CountingRuntime(Runtime):
 
     def count(self) -> int:
         return len(self) + self.skipped
-
-    def state(self) -> tuple:
-        last = self._meta[-1] >> 3 if self._meta else None
-        return (tuple(self.pending_prev), tuple(self.pending_next), last,
-                frozenset(self._resident.items()), self._ring_ptr)
 
 
 def _has_if(node, memo: dict) -> bool:
@@ -122,13 +124,14 @@ def _count(node, env: dict, rt: CountingRuntime, memo: dict) -> None:
         prev = None
         for i in range(node.extent):
             env[node.var] = i
-            start, n0, k0 = rt.state(), rt.count(), len(rt.pushed)
+            start, n0, k0 = rt.merge_state(), rt.count(), len(rt.pushed)
             _count(node.body, env, rt, memo)
             if not periodic:
                 continue
             step = (start, rt.count() - n0, tuple(rt.pushed[k0:]))
             del rt.pushed[k0:]
-            if prev is not None and prev[0] == start and prev[1:] == step[1:] and rt.state() == start:
+            if (prev is not None and prev[0] == start and prev[1:] == step[1:]
+                    and rt.merge_state() == start):
                 rt.skipped += (node.extent - 1 - i) * step[1]
                 break
             prev = step
@@ -149,13 +152,15 @@ def _count(node, env: dict, rt: CountingRuntime, memo: dict) -> None:
         raise TypeError(f"unknown IR node {node!r}")
 
 
+def _count_program(program, hw) -> int:
+    rt = CountingRuntime(hw)
+    _count(program, {}, rt, {})
+    return rt.count()
+
+
 def count_instructions(low, hw, sync: str) -> int:
     """The exact number of instructions emission creates before FINISH."""
-    rt = CountingRuntime(hw)
-    # addresses do not change the count: place every region at 0
-    low.place({name: (0, size) for name, size in low.region_sizes().items()})
-    _count(ir.finalize(low.build_ir(), sync), {}, rt, {})
-    return rt.count()
+    return _count_program(ir.finalize(_built(low), sync), hw)
 
 
 TOKENS_PER_SCOPE = 8
@@ -163,13 +168,15 @@ TOKENS_PER_SCOPE = 8
 
 def check_stream_size(low, hw, sync: str) -> None:
     """``insn_stream_too_large`` exactly when emission would raise it."""
-    raw = statement_counts(low.build_ir())
+    root = _built(low)  # built once: counted raw, then finalized (after the raw count)
+    raw = statement_counts(root)
     if raw["payloads"] + raw["kernels"] + TOKENS_PER_SCOPE * raw["scopes"] + 5 <= LIMIT:
         return
-    lower, upper = stream_bounds(low, sync)
+    program = ir.finalize(root, sync)
+    lower, upper = _bounds(statement_counts(program))
     if upper <= LIMIT:
         return
-    n = lower if lower > LIMIT else count_instructions(low, hw, sync)
+    n = lower if lower > LIMIT else _count_program(program, hw)
     if n > LIMIT:
         raise runtime_error("insn_stream_too_large",
                             f"more than {LIMIT} instructions in one run ({n:,})")

@@ -16,15 +16,13 @@ from ..errors import ErrorCategory, MeasureError, UnsupportedError
 from ..hardware.config import HwConfig
 from ..space import space_for
 from ..workloads.workload import Workload
+from .ir import REFERENCE_SYNC
 from .profiles import DEFAULT_PROFILE
 from .program import check_config
 from .stream_size import check_stream_size
 
-DEFAULT_SYNC = "tvm-0.14"
-
-
 def verdict(wl: Workload, knobs: dict, hw: HwConfig, profile: str = DEFAULT_PROFILE,
-            sync: str = DEFAULT_SYNC) -> tuple[bool, int, str, str]:
+            sync: str = REFERENCE_SYNC) -> tuple[bool, int, str, str]:
     """(valid, category, reason, message) of one configuration."""
     try:
         low = check_config(wl, knobs, hw, profile)
@@ -38,7 +36,7 @@ def verdict(wl: Workload, knobs: dict, hw: HwConfig, profile: str = DEFAULT_PROF
 
 def sweep(wl: Workload, hw: HwConfig, indices: Iterable[int] | None = None,
           name: str | None = None, profile: str = DEFAULT_PROFILE,
-          sync: str = DEFAULT_SYNC) -> Iterator[dict]:
+          sync: str = REFERENCE_SYNC) -> Iterator[dict]:
     """One JSON-ready record per configuration (all of them unless ``indices``)."""
     wl = wl.bind(hw)
     space = space_for(wl, hw)

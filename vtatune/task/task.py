@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping, Sequence
 
-from ..compiler.ir import SYNC_MODES
+from ..compiler.ir import check_sync
 from ..compiler.profiles import DEFAULT_PROFILE, check_profile
 from ..db.records import TuningRecord, workload_key
 from ..errors import ConfigurationError
@@ -30,14 +30,6 @@ from ..workloads.workload import Workload
 #: of the ResNet-18 and DeepBench suites it was run on (docs/compiler.md, Token schemes).
 #: ``sync="tvm-0.14"`` gives the v0.14 stream byte for byte.
 DEFAULT_SYNC = "single"
-
-
-def check_sync(sync: Any) -> str:
-    """A token-scheme name, refused (``ConfigurationError`` on ``sync``) unless known."""
-    if sync not in SYNC_MODES:
-        raise ConfigurationError("sync", f"unknown dependence-token scheme {sync!r}; "
-                                         f"known: {', '.join(SYNC_MODES)}")
-    return sync
 
 
 @dataclass(frozen=True)
