@@ -272,7 +272,11 @@ class FunctionalSimulator:
             raise TokenDeadlockError(self._deadlock_report(
                 _NoObjects(n), queues, tokens, pc, routes,
                 int(cfg[J.C_CMD_CAP]), int(cfg[J.C_DEP_CAP])))
-        left = {m: k for m, k in lengths.items() if k}
+        return self._finished(n, pc, executed, {m: k for m, k in lengths.items() if k}, tokens)
+
+    def _finished(self, n: int, pc: int, executed: dict, left: dict, tokens: dict) -> RunResult:
+        """The result of a run that reached FINISH, or ``UnfinishedWorkError`` when
+        instructions were still queued or unfetched (both cores end here)."""
         if pc < n or left:
             waiting = pc - sum(executed.values()) + (n - pc)
             raise UnfinishedWorkError(
@@ -389,15 +393,7 @@ class FunctionalSimulator:
                         f"all {n} instructions executed and none of them was FINISH")
                 raise TokenDeadlockError(self._deadlock_report(insns, queues, tokens, pc, routes,
                                                                cmd_capacity, dep_capacity))
-        left = {m: len(q) for m, q in queues.items() if q}
-        if pc < n or left:
-            waiting = pc - sum(executed.values()) + (n - pc)
-            raise UnfinishedWorkError(
-                f"FINISH executed with {waiting} instruction(s) not yet executed "
-                f"(queued per module: {left or {}}; not yet fetched: {n - pc}); on the board "
-                "the host would read results before they are written")
-        return RunResult(counters=dict(self.counters), insn_count=n, executed=executed,
-                         leftover_tokens={k: v for k, v in tokens.items() if v})
+        return self._finished(n, pc, executed, {m: len(q) for m, q in queues.items() if q}, tokens)
 
     def _deadlock_report(self, insns, queues, tokens, pc, routes, cmd_cap, dep_cap, raw=None) -> str:
         parts = []
