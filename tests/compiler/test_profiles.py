@@ -1,7 +1,6 @@
 """Compiler profiles: ``tvm-0.14`` reproduces the original stack's ``InjectCopyIntrin``
 failures (counts from exhaustive runs of TVM v0.14 + VTA, issue 12), ``native`` accepts
 those configurations and its programs are right (fsim vs numpy, tsim's race check)."""
-import random
 from collections import Counter
 
 import pytest
@@ -15,7 +14,9 @@ from vtatune.hardware.config import HwConfig
 from vtatune.measure.runners import evaluate, runner_for
 from vtatune.space import space_for
 from vtatune.task import VtaTask
-from vtatune.workloads.suites import get_workload, suite
+from vtatune.workloads.suites import suite
+
+from .conftest import check_verdicts_equal_compilation
 
 
 def _threads_ragged(wl, knobs, hw):
@@ -91,19 +92,7 @@ def test_one_row_padded_tiles_fail_the_clip_bound_test():
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", ["resnet18.C9", "deepbench.48", "mobilenet.D7", "dense.0"])
 def test_verdict_equals_full_compilation_per_profile(name, profile):
-    hw = HwConfig.load()
-    wl = get_workload(name, hw)
-    space = space_for(wl, hw)
-    rng = random.Random(7)
-    for index in rng.sample(range(space.size), min(30, space.size)):
-        knobs = space.get(index).knobs
-        valid, category, reason, _ = verdict(wl, knobs, hw, profile)
-        try:
-            compile_program(wl, knobs, hw, profile=profile)
-        except InvalidConfigError as exc:
-            assert (valid, category, reason) == (False, int(exc.category), exc.reason), index
-        else:
-            assert valid, (index, reason)
+    check_verdicts_equal_compilation(name, 30, 7, profile)
 
 
 def test_fully_padded_tile_is_refused_by_the_sweep_as_by_compilation():

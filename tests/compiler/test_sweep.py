@@ -1,18 +1,19 @@
 """The compile-only sweep verdicts equal full compilation, every invalid configuration
 fails with its typed error (never another exception), and the sweep's counts are stable."""
 import json
-import random
 from collections import Counter
 
 import pytest
 
 from vtatune.cli.main import main
 from vtatune.compiler.program import compile_program
-from vtatune.compiler.sweep import sweep, verdict
+from vtatune.compiler.sweep import sweep
 from vtatune.errors import ErrorCategory, InvalidConfigError
 from vtatune.hardware.config import HwConfig
 from vtatune.space import space_for
 from vtatune.workloads.suites import get_workload
+
+from .conftest import check_verdicts_equal_compilation
 
 WORKLOADS = [f"resnet18.C{i}" for i in range(2, 12)] + [
     "mobilenet.D2", "mobilenet.D7", "dcgan.CT2", "dense.0", "deepbench.12", "deepbench.25",
@@ -21,20 +22,7 @@ WORKLOADS = [f"resnet18.C{i}" for i in range(2, 12)] + [
 
 @pytest.mark.parametrize("name", WORKLOADS)
 def test_verdict_equals_full_compilation(name):
-    hw = HwConfig.load()
-    wl = get_workload(name, hw)
-    space = space_for(wl, hw)
-    rng = random.Random(2024)
-    for index in rng.sample(range(space.size), min(40, space.size)):
-        knobs = space.get(index).knobs
-        valid, category, reason, _ = verdict(wl, knobs, hw)
-        try:
-            prog = compile_program(wl, knobs, hw)
-        except InvalidConfigError as exc:
-            assert not valid and (int(exc.category), exc.reason) == (category, reason), (index, knobs)
-        else:
-            assert valid, (index, knobs, reason)
-            assert prog.insn_count > 0
+    check_verdicts_equal_compilation(name, 40, 2024)
 
 
 def test_every_reason_raises_its_typed_error():

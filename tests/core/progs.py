@@ -1,6 +1,7 @@
 """Helpers that build small VTA programs for the functional-simulator tests.
 
-Only program *construction* lives here (DRAM buffers, instruction lists).  Expected values
+Only program *construction* lives here (DRAM buffers, instruction lists), plus the counters
+the original TVM simulator reported for the two captured reference programs.  Expected values
 are computed by the independent numpy references in ``test_fsim.py``; nothing here looks
 at how the simulator works inside.
 """
@@ -13,6 +14,17 @@ import numpy as np
 from vtatune.hardware import isa
 from vtatune.hardware.config import HwConfig
 from vtatune.hardware.isa import MemType, Opcode
+
+# Counters that TVM's own simulator reported for the captured programs
+# (tests/data/reference-programs/README.md).
+REFERENCE_COUNTERS = {
+    "C10_203": dict(gemm_counter=25088, alu_counter=4704, inp_load_nbytes=86528,
+                    wgt_load_nbytes=131072, out_store_nbytes=25088, uop_load_nbytes=136,
+                    acc_load_nbytes=0),
+    "C2_1584": dict(gemm_counter=451584, alu_counter=37632, inp_load_nbytes=616192,
+                    wgt_load_nbytes=4128768, out_store_nbytes=200704, uop_load_nbytes=128,
+                    acc_load_nbytes=0),
+}
 from vtatune.sim.fsim import FunctionalSimulator
 
 UOP_BYTES = 4

@@ -29,21 +29,16 @@ from vtatune.sim.fsim import JIT_ENV, FunctionalSimulator
 from vtatune.space import space_for
 from vtatune.workloads.suites import get_workload
 
+try:  # tests/core may become a package one day
+    from .progs import REFERENCE_COUNTERS
+except ImportError:  # pragma: no cover - rootdir-less layout (no __init__.py)
+    from progs import REFERENCE_COUNTERS
+
 pytestmark = pytest.mark.requires("numba", "jit")
 
 HW = HwConfig.load()
 HW48 = HwConfig.load("pynq_4x8_i8w8a32_15_16_16_18")
 SRAM_BUFFERS = ("uop", "inp", "wgt", "acc", "out")
-
-# The original counters of the reference programs (tests/data/reference-programs/README.md)
-REF_COUNTERS = {
-    "C10_203": dict(gemm_counter=25088, alu_counter=4704, inp_load_nbytes=86528,
-                    wgt_load_nbytes=131072, out_store_nbytes=25088, uop_load_nbytes=136,
-                    acc_load_nbytes=0),
-    "C2_1584": dict(gemm_counter=451584, alu_counter=37632, inp_load_nbytes=616192,
-                    wgt_load_nbytes=4128768, out_store_nbytes=200704, uop_load_nbytes=128,
-                    acc_load_nbytes=0),
-}
 
 
 def run_both(hw, make_dram, insn_addr, insn_count):
@@ -82,13 +77,13 @@ def assert_same(a, b):
 
 
 # ----------------------------------------------------------------------------- reference programs
-@pytest.mark.parametrize("name", sorted(REF_COUNTERS))
+@pytest.mark.parametrize("name", sorted(REFERENCE_COUNTERS))
 def test_reference_programs_identical_on_both_cores(ref_dir, name):
     bundle = load_bundle(ref_dir / f"{name}.npz")
     a, b = run_both(bundle.hw, bundle.to_dram, bundle.insn_addr, bundle.insn_count)
     assert_same(a, b)
     # independent: TVM's own run of the program
-    assert a[0].counters == REF_COUNTERS[name]
+    assert a[0].counters == REFERENCE_COUNTERS[name]
     after = load_bundle(ref_dir / f"{name}.after.npz")
     final = dict(b[1])
     for base, data in after.regions:
@@ -109,7 +104,7 @@ def test_a_simulator_keeps_its_state_across_runs_on_either_core(ref_dir):
     for counters, sram in finals[1:]:
         assert counters == finals[0][0]
         assert all(np.array_equal(x, y) for x, y in zip(sram, finals[0][1]))
-    assert finals[0][0]["gemm_counter"] == 2 * REF_COUNTERS["C10_203"]["gemm_counter"]
+    assert finals[0][0]["gemm_counter"] == 2 * REFERENCE_COUNTERS["C10_203"]["gemm_counter"]
 
 
 # ----------------------------------------------------------------------------- compiled programs
@@ -384,7 +379,7 @@ def test_tsim_is_not_switched_to_the_compiled_core(ref_dir):
     sim = TimingSimulator(bundle.hw, bundle.to_dram())
     assert sim.jit is False
     res = sim.run(bundle.insn_addr, bundle.insn_count)
-    assert res.counters == REF_COUNTERS["C10_203"] and res.cycles > 0
+    assert res.counters == REFERENCE_COUNTERS["C10_203"] and res.cycles > 0
 
 
 def test_many_regions_fall_back_to_the_numpy_core(monkeypatch):
