@@ -64,7 +64,7 @@ from vtatune.tuning import MeasureOutcome, create_tuner
 from vtatune.tuning.features import knob_feature_fn
 from vtatune.validity import ValidityModel, sweep_labels, sweep_set
 from vtatune.validity.init import ProbeThenClassify, ValidityInit
-from vtatune.validity.labels import hw_key
+from vtatune.validity.labels import hw_key, sweep_key
 from vtatune.validity.model import metrics
 from vtatune.validity.screen import ExactScreen, LearnedScreen
 from vtatune.workloads.suites import list_suites, resolve_workload, suite
@@ -291,8 +291,8 @@ def learned_probabilities(target: Workload, target_hw: HwConfig, candidates: lis
     and a description of that classifier (training workloads, held-out metrics)."""
     train = training_split(target, candidates)
     key_text = json.dumps([layer_id(target), hw_key(target_hw), target_hw.name,
-                           sorted(layer_id(w) + hw_key(train_hw) for w in train), kind, features,
-                           n_estimators, per_workload, seed, 2], default=str)
+                           sorted(sweep_key(w, train_hw) for w in train), sweep_key(target, target_hw),
+                           kind, features, n_estimators, per_workload, seed, 3], default=str)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
     path = pathlib.Path(cache_dir) / f"p-{key}.npz" if cache_dir else None
     if path is not None and path.is_file():

@@ -9,7 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PKG = ROOT / "vtatune"
 
 #: bottom to top; a package may import only those before it (and itself)
-LAYERS = ["errors", "_version", "_hw", "hardware", "sim", "workloads", "space", "compiler", "db",
+LAYERS = ["errors", "_version", "_hw", "hardware", "sim", "board", "workloads", "space", "compiler", "db",
           "task", "measure", "tuning", "validity", "autotune", "study", "backends", "cli",
           "__main__"]
 
