@@ -275,3 +275,68 @@ class ResourceLimitError(VtatuneError, ValueError):
         self.insn_index = insn_index
         where = "" if insn_index is None else f"instruction {insn_index} "
         super().__init__(f"{where}field {field}: {message} ({value} > limit {limit})")
+
+
+# ---------------------------------------------------------------------------- board (issue 13)
+class BoardError(VtatuneError):
+    """A failure reported by (or on the way to) a board server (``vtatune.board``).
+
+    ``code`` is the wire error code (``hang``, ``bad_bundle``, ``dma_out_of_range``, ``auth``,
+    ``too_large``, ``busy``, ``bad_request``, ``internal``, ``connection``), ``field`` the
+    request or bundle field at fault, ``insn_index`` / ``region`` the instruction and DRAM
+    region (relocation errors), ``server`` the ``host:port`` it came from (None if unknown).
+    """
+
+    default_code = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
+                 insn_index: int | None = None, region: int | None = None,
+                 server: str | None = None):
+        self.code = code or self.default_code
+        self.field = field
+        self.insn_index = insn_index
+        self.region = region
+        self.server = server
+        where = f"{server}: " if server else ""
+        super().__init__(f"{where}{message}")
+
+
+class BoardConnectionError(BoardError):
+    """Cannot connect, disconnected mid-request, or the peer does not speak the protocol
+    (a measurement may be retried on another board)."""
+
+    default_code = "connection"
+
+
+class BoardHangError(BoardError):
+    """The accelerator did not signal completion within ``timeout_s``; the server recovered
+    it (re-programmed the bitstream) before answering."""
+
+    default_code = "hang"
+
+
+class BoardBundleError(BoardError, ValueError):
+    """A bundle (or run request) the server refuses: malformed, wrong configuration, too
+    large, a region number that does not exist."""
+
+    default_code = "bad_bundle"
+
+
+class BoardDmaRangeError(BoardBundleError):
+    """An instruction whose DRAM transfer would leave the region it starts in (refused before
+    the accelerator starts): ``insn_index`` names it, ``region`` the region."""
+
+    default_code = "dma_out_of_range"
+
+
+class BoardAuthError(BoardError):
+    """The shared-token challenge failed (wrong or missing token, or a server that cannot
+    prove it knows the token)."""
+
+    default_code = "auth"
+
+
+class BoardBusyError(BoardError):
+    """The server's accelerator is running another client's program."""
+
+    default_code = "busy"

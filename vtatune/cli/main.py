@@ -6,10 +6,10 @@ import sys
 
 from ..errors import CLIUsageError, VtatuneError
 from . import (compile_cmd, demo_cmd, disasm_cmd, hw_cmd, sim_cmd, space_cmd, study_cmd, tune_cmd,
-               tvm_cmd, validity_cmd, workloads_cmd)
+               tvm_cmd, validity_cmd, workloads_cmd, board_cmd)
 
 COMMANDS = (hw_cmd, disasm_cmd, sim_cmd, demo_cmd, workloads_cmd, space_cmd, compile_cmd, tune_cmd,
-            validity_cmd, study_cmd, tvm_cmd)
+            validity_cmd, study_cmd, tvm_cmd, board_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

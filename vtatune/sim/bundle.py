@@ -254,3 +254,22 @@ def run_bundle(bundle: Bundle, target: str = "fsim"):
     final = Bundle(bundle.config, bundle.insn_addr, bundle.insn_count,
                    [(r.base, r.data) for r in dram.regions])
     return final, result
+
+
+def bundle_to_bytes(bundle: Bundle, compressed: bool = False) -> bytes:
+    """The bundle as the bytes of an ``.npz`` file (what ``save_bundle`` writes, without
+    counters); uncompressed by default: a board server reads it at once, and inflating a
+    multi-megabyte bundle costs more than sending it over a network."""
+    import io
+
+    arrays: dict[str, np.ndarray] = {
+        "config": np.array(bundle.config),
+        "insn_addr": np.array(bundle.insn_addr, dtype=np.int64),
+        "insn_count": np.array(bundle.insn_count, dtype=np.int64),
+        "region_addrs": np.array([b for b, _ in bundle.regions], dtype=np.int64),
+    }
+    for k, (_, data) in enumerate(bundle.regions):
+        arrays[f"region_{k}"] = np.asarray(data, dtype=np.uint8)
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    return buf.getvalue()
