@@ -36,4 +36,4 @@ fi
 [ -x .venv-np126/bin/python ] || "$PY" -m venv .venv-np126
 .venv-np126/bin/python -m pip install -q --disable-pip-version-check 'numpy==1.26.*' -e '.[test]'
 .venv-np126/bin/python -c 'import numpy; assert numpy.__version__.startswith("1.26"), numpy.__version__; print("numpy", numpy.__version__)'
-.venv-np126/bin/python -m pytest -n 2 tests/core tests/cli tests/compiler "$@"
+.venv-np126/bin/python -m pytest -n 2 tests/core tests/cli tests/compiler tests/board "$@"

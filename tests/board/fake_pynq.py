@@ -43,7 +43,7 @@ class FakeBoard:
         self.coherent = coherent
         self.dram = Dram()
         self.next_phys = CMA_BASE
-        self.live: dict[int, "FakeBuffer"] = {}
+        self.live: dict[int, FakeBuffer] = {}
         self.regs: dict[str, dict[int, int]] = {n: {} for n in NAMES.values()}
         self.writes: list[tuple[str, int, int]] = []
         self.overlays: list[str] = []
@@ -107,7 +107,7 @@ class FakeBoard:
         self.completed += 1
 
     # ------------------------------------------------------------------ memory
-    def allocate(self, nbytes: int) -> "FakeBuffer":
+    def allocate(self, nbytes: int) -> FakeBuffer:
         phys = self.next_phys
         self.next_phys += -(-nbytes // PAGE) * PAGE
         region = self.dram.map(phys, nbytes)

@@ -28,15 +28,26 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
 from .._version import __version__
-from ..errors import (BoardBundleError, BoardBusyError, BoardDmaRangeError, BoardError,
-                      BoardHangError, BundleFormatError, ConfigurationError, DramRangeError,
-                      MissingFinishError, ResourceLimitError, SimulationError, TokenDeadlockError)
+from ..errors import (
+    BoardBundleError,
+    BoardBusyError,
+    BoardDmaRangeError,
+    BoardError,
+    BoardHangError,
+    BundleFormatError,
+    ConfigurationError,
+    DramRangeError,
+    MissingFinishError,
+    ResourceLimitError,
+    SimulationError,
+    TokenDeadlockError,
+)
 from ..hardware.config import HwConfig
 from ..sim.bundle import Bundle, load_bundle
 from ..sim.dram import ADDR_LIMIT, Dram
@@ -212,6 +223,7 @@ class SimDevice(Device):
                 box["error"] = exc
 
         th = threading.Thread(target=work, name=f"vtatune-{self.target}-run", daemon=True)
+        t0 = time.perf_counter()
         th.start()
         th.join(timeout_s)
         if th.is_alive():
@@ -221,6 +233,9 @@ class SimDevice(Device):
                                  field="timeout_s")
         if "error" in box:
             raise _board_error(box["error"])
+        if box["wall"] > timeout_s:  # finished, but later than the deadline
+            raise BoardHangError(f"the {self.target} run took {time.perf_counter() - t0:.3g} s, "
+                                 f"more than timeout_s = {timeout_s:g}", field="timeout_s")
         if self.target == "tsim":
             return box["result"].latency_ms / 1e3
         return box["wall"]

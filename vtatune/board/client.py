@@ -22,15 +22,27 @@ import math
 import secrets
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import BoardAuthError, BoardBundleError, BoardConnectionError, BoardError
-from .protocol import (AUTH_SCHEME, DEFAULT_MAX_BUNDLE_BYTES, MAX_HEADER_BYTES, NONCE_BYTES,
-                       PROTOCOL_VERSION, FrameError, PeerClosed, client_mac, error_from_header,
-                       macs_equal, read_frame, send_frame, server_proof)
+from .protocol import (
+    AUTH_SCHEME,
+    DEFAULT_MAX_BUNDLE_BYTES,
+    MAX_HEADER_BYTES,
+    NONCE_BYTES,
+    PROTOCOL_VERSION,
+    FrameError,
+    PeerClosed,
+    client_mac,
+    error_from_header,
+    macs_equal,
+    read_frame,
+    send_frame,
+    server_proof,
+)
 
 #: codes after which the server has closed the connection
 _CLOSING = ("auth", "version")
@@ -136,7 +148,7 @@ class BoardClient:
                 sock.settimeout(self.io_timeout + wait_s)
                 reply, data = read_frame(sock, max_header=MAX_HEADER_BYTES,
                                          max_payload=2 * self.max_bundle_bytes + (1 << 20))
-            except (socket.timeout, TimeoutError) as exc:
+            except TimeoutError as exc:
                 raise self._fail(f"no answer to {header['type']} within "
                                  f"{self.io_timeout + wait_s:g} s", exc) from None
             except PeerClosed as exc:
@@ -221,7 +233,7 @@ class BoardClient:
         with self._lock:
             self._drop()
 
-    def __enter__(self) -> "BoardClient":
+    def __enter__(self) -> BoardClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -28,8 +28,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -182,7 +183,7 @@ def check_bitstream(path: str | os.PathLike, hw: HwConfig, *, must_exist: bool =
 
 def import_pynq():
     try:
-        import pynq  # noqa: PLC0415 - the board's own package, present only on the board
+        import pynq
     except ImportError as exc:
         raise MissingDependencyError(
             f"the pynq backend needs the board's pynq package (pip install 'vtatune[pynq]' on "

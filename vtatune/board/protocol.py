@@ -38,10 +38,17 @@ import hmac
 import json
 import socket
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
-from ..errors import (BoardAuthError, BoardBundleError, BoardBusyError, BoardConnectionError,
-                      BoardDmaRangeError, BoardError, BoardHangError)
+from ..errors import (
+    BoardAuthError,
+    BoardBundleError,
+    BoardBusyError,
+    BoardConnectionError,
+    BoardDmaRangeError,
+    BoardError,
+    BoardHangError,
+)
 
 PROTOCOL_VERSION = 1
 MAGIC = b"VTAB"

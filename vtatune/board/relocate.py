@@ -26,8 +26,8 @@ the ISA layouts (:func:`vtatune.hardware.isa.layouts_for`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

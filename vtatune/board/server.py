@@ -26,10 +26,24 @@ from typing import IO
 
 from ..errors import BoardBusyError, BoardError, ConfigurationError
 from .backends import Backend
-from .protocol import (AUTH_MAX_HEADER_BYTES, AUTH_SCHEME, DEFAULT_MAX_BUNDLE_BYTES,
-                       DISCARD_FACTOR, MAX_HEADER_BYTES, NONCE_BYTES, PROTOCOL_VERSION, FrameError,
-                       PeerClosed, client_mac, discard, error_header, macs_equal, read_frame,
-                       send_frame, server_proof)
+from .protocol import (
+    AUTH_MAX_HEADER_BYTES,
+    AUTH_SCHEME,
+    DEFAULT_MAX_BUNDLE_BYTES,
+    DISCARD_FACTOR,
+    MAX_HEADER_BYTES,
+    NONCE_BYTES,
+    PROTOCOL_VERSION,
+    FrameError,
+    PeerClosed,
+    client_mac,
+    discard,
+    error_header,
+    macs_equal,
+    read_frame,
+    send_frame,
+    server_proof,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +136,7 @@ class BoardServer:
             while not self._stop.is_set():
                 try:
                     conn, addr = self._sock.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     if self._stop.is_set():
@@ -194,6 +208,7 @@ class BoardServer:
                     send_frame(conn, {"type": "error", "code": exc.code, "message": str(exc),
                                       "field": "frame", "insn_index": None, "region": None})
                     if exc.fatal or exc.unread > DISCARD_FACTOR * self.max_bundle_bytes:
+                        _linger_close(conn)
                         return
                     if exc.unread:
                         discard(conn, exc.unread)
@@ -224,6 +239,7 @@ class BoardServer:
         except FrameError as exc:
             send_frame(conn, {"type": "error", "code": exc.code if exc.code != "too_large" else "auth",
                               "message": f"handshake: {exc}", "field": "auth"})
+            _linger_close(conn)
             return False
         cnonce = header.get("nonce")
         try:
@@ -320,6 +336,22 @@ class BoardServer:
         return ({"type": "result", "id": rid, "regions": [[k, int(res.regions[k].size)] for k in keys],
                  "times_s": res.times_s, "server_s": res.server_s, "info": self.info()},
                 [res.regions[k] for k in keys])
+
+
+def _linger_close(conn: socket.socket, max_bytes: int = 1 << 22, wait_s: float = 0.5) -> None:
+    """Close after an error frame without resetting the connection: half-close, then read
+    (and drop) what the peer still sends for a moment, so the error frame is not lost to a
+    TCP reset caused by unread data."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(wait_s)
+        while max_bytes > 0:
+            data = conn.recv(min(max_bytes, 1 << 16))
+            if not data:
+                break
+            max_bytes -= len(data)
+    except OSError:
+        pass
 
 
 def read_token(path: str | None = None, env: str = "VTATUNE_BOARD_TOKEN") -> str | None:
