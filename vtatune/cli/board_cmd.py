@@ -164,10 +164,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report)
     else:
+        clock = "n/a" if report["clock_mhz"] is None else f"{report['clock_mhz']} MHz"
         print(f"{args.target}: {'correct' if correct else 'WRONG OUTPUT'} "
               f"(conv2d 8x8x32->32 3x3 with bias, {prog.insn_count} instructions)")
         print(f"  backend {report['backend']}, hw {report['hw']} (HW_VER {report['hw_ver']}), "
-              f"bitstream {report['bitstream']}, clock {report['clock_mhz']} MHz, "
+              f"bitstream {report['bitstream'] or 'none'}, clock {clock}, "
               f"coherent {report['coherent']}, host {report['host']}")
         print(f"  latency: best {min(times) * 1e3:.3f} ms, median {report['median_s'] * 1e3:.3f} ms "
               f"over {len(times)} runs")
