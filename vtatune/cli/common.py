@@ -64,6 +64,36 @@ def opened_db(args: argparse.Namespace, *, readonly: bool = False) -> Iterator[A
         db.close()
 
 
+def add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", metavar="SPEC", default="local",
+                   help="where measurements run: local (worker processes here, the default), "
+                        "dask://HOST:PORT (a Dask scheduler's workers) or dask-local[:N] (a "
+                        "Dask LocalCluster of N processes, default --workers); records go to "
+                        "this process's --db (docs/study.md)")
+
+
+def check_executor(args: argparse.Namespace) -> None:
+    """Refuse a malformed ``--executor`` before anything is built or measured."""
+    from ..measure.executors import parse_executor
+    parse_executor(getattr(args, "executor", "local"))
+
+
+@contextmanager
+def opened_executor(args: argparse.Namespace) -> Iterator[Any]:
+    """The measurement pool ``--executor`` names, closed afterwards; None for ``local``
+    (the tuning session then starts its own ``--workers`` processes, as it always did)."""
+    from ..measure.executors import executor_for, parse_executor
+    text = getattr(args, "executor", "local")
+    if parse_executor(text).kind == "local":
+        yield None
+        return
+    pool = executor_for(text, workers=getattr(args, "workers", None) or 2)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 def positive(value: int | None, option: str, *, minimum: int = 1) -> None:
     """Refuse a count below ``minimum`` with a usage error naming the option."""
     if value is not None and value < minimum:

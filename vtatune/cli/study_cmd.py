@@ -10,12 +10,15 @@ from ..errors import CLIUsageError
 from .common import (
     ProgressBar,
     add_db,
+    add_executor,
     add_hw,
     add_json,
     add_sync,
+    check_executor,
     emit_json,
     load_hw,
     opened_db,
+    opened_executor,
     positive,
     stop_on_sigterm,
 )
@@ -27,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("workload", metavar="WORKLOAD|SUITE")
     p.add_argument("--target", default="tsim", help="measurement target: tsim, fsim (default tsim)")
     p.add_argument("--workers", type=int, default=2, help="measurement worker processes")
+    add_executor(p)
     p.add_argument("--seeds", type=int, default=20,
                    help="E3: seeds (random training samples) per training size (default 20)")
     p.add_argument("--sizes", default="64,128,256,512", metavar="N,N,...",
@@ -65,6 +69,8 @@ def _command(args) -> list[str]:
     argv = ["study", args.workload, "--target", args.target, "--workers", str(args.workers),
             "--seeds", str(args.seeds), "--sizes", args.sizes, "--loss", args.loss,
             "--sync", args.sync, "--profile", args.profile]
+    if args.executor != "local":
+        argv += ["--executor", args.executor]
     if args.hw:
         argv += ["--hw", args.hw]
     if args.db:
@@ -83,6 +89,7 @@ def cmd_study(args) -> int:
 
     positive(args.workers, "--workers")
     positive(args.seeds, "--seeds")
+    check_executor(args)
     options = StudyOptions(seeds=args.seeds, sizes=_sizes(args.sizes), loss_type=args.loss)
     runner = runner_for(args.target)  # refused before anything is measured
     hw = load_hw(args)
@@ -96,7 +103,7 @@ def cmd_study(args) -> int:
     stop_on_sigterm()
     studies = []
     interrupted = False
-    with opened_db(args) as db:
+    with opened_db(args) as db, opened_executor(args) as pool:
         for task in tasks:
             wdir = out_dir / _safe(task.name) if is_suite else out_dir
             bar = ProgressBar(task.space.size, f"{task.name} explore", enabled=not args.json)
@@ -115,7 +122,7 @@ def cmd_study(args) -> int:
             try:
                 st = study_workload(task, runner, db=db, out_dir=wdir, options=options,
                                     workers=args.workers, meta=meta, on_progress=on_progress,
-                                    on_e3_progress=on_e3)
+                                    on_e3_progress=on_e3, pool=pool)
             finally:
                 bar.close()
                 if e3bar[0] is not None:

@@ -8,12 +8,15 @@ from ..errors import CLIUsageError
 from .common import (
     ProgressBar,
     add_db,
+    add_executor,
     add_hw,
     add_json,
     add_sync,
+    check_executor,
     emit_json,
     load_hw,
     opened_db,
+    opened_executor,
     positive,
     stop_on_sigterm,
 )
@@ -53,6 +56,7 @@ def register(sub) -> None:
                    "configuration counts as predicted invalid (default 0.5)")
     v.add_argument("--weight-acquisition", action="store_true",
                    help="xgb: weight the model's acquisition score by P(valid)")
+    add_executor(p)
     add_db(p)
     add_hw(p)
     add_json(p)
@@ -121,12 +125,13 @@ def cmd_tune(args) -> int:
                        ("--number", args.number), ("--early-stopping", args.early_stopping)):
         positive(value, opt)
     positive(args.seed, "--seed", minimum=0)
+    check_executor(args)
     runner = runner_for(args.target)  # refused before anything is recorded
     tasks = _tasks(args.workload, args)
     model = _validity_model(args)
     stop_on_sigterm()
     out = []
-    with opened_db(args) as db:
+    with opened_db(args) as db, opened_executor(args) as pool:
         for task in tasks:
             bar = ProgressBar(min(args.trials, task.space.size), task.name, enabled=not args.json)
 
@@ -138,7 +143,7 @@ def cmd_tune(args) -> int:
                          seed=args.seed, workers=args.workers, early_stopping=args.early_stopping,
                          check=args.check, number=args.number, feature=args.feature,
                          screen=screen, init=init, tuner_options=options,
-                         on_progress=on_progress)
+                         on_progress=on_progress, pool=pool)
             finally:
                 bar.close()
             out.append(s)

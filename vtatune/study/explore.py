@@ -118,13 +118,16 @@ def load_study(db: Any, task: VtaTask, runner: Runner | str = "tsim") -> StudyDa
 
 
 def explore(task: VtaTask, runner: Runner | str = "tsim", *, db: Any, workers: int = 2,
-            on_progress=None, max_size: int | None = None) -> tuple[TuneSummary, StudyData]:
+            on_progress=None, max_size: int | None = None,
+            pool=None) -> tuple[TuneSummary, StudyData]:
     """Measure every configuration of ``task`` not yet recorded for ``runner`` (grid tuner
     over the whole space, ``autotune.tune``), then read the study table back.
 
     ``on_progress(summary, n)`` is passed through to the tuning session.  ``max_size``
     refuses spaces larger than that (``ConfigurationError`` on ``space``) before anything
-    is measured.  After an interruption ``summary.interrupted`` is set and the returned
+    is measured.  ``pool`` (a ``MeasurePool`` or ``DaskMeasurePool``, see
+    ``measure.executors``) says where the measurements run; it is not closed here.  Without
+    it the session starts ``workers`` local processes.  After an interruption ``summary.interrupted`` is set and the returned
     data is incomplete (``StudyData.complete``); rerunning measures only what is missing.
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
@@ -135,5 +138,5 @@ def explore(task: VtaTask, runner: Runner | str = "tsim", *, db: Any, workers: i
         raise ConfigurationError("space", f"{task.name} has {size} configurations, more than "
                                           f"the {max_size} an exhaustive study accepts")
     summary = tune(task, runner, db=db, tuner="grid", n_trial=size, workers=workers,
-                   on_progress=on_progress)
+                   on_progress=on_progress, pool=pool)
     return summary, load_study(db, task, runner)

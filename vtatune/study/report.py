@@ -79,6 +79,12 @@ def _meta_lines(res: dict, meta: dict) -> list[str]:
     ]
 
 
+def _on_executor(ex: dict) -> str:
+    """" on <executor>" when the measurements ran elsewhere than the local pool."""
+    executor = ex.get("executor") or "local"
+    return "" if executor == "local" else f" on {executor}"
+
+
 def workload_markdown(res: dict, meta: dict) -> str:
     """The report of one workload (``res``: ``study.run.WorkloadStudy.as_dict()``)."""
     w, ex, e1, e2, e3 = res["task"], res["exploration"], res["e1"], res["e2"], res["e3"]
@@ -93,7 +99,7 @@ def workload_markdown(res: dict, meta: dict) -> str:
     lines += _meta_lines(res, meta)
     lines += ["", "## Exploration", ""]
     lines.append(f"Every configuration measured through the tuning pipeline (grid tuner, "
-                 f"{ex['workers']} workers): {ex['new']} measured by this run, "
+                 f"{ex['workers']} workers{_on_executor(ex)}): {ex['new']} measured by this run, "
                  f"{ex['resumed']} taken from the database, in {ex['seconds']:.1f} s "
                  f"(analyses and plots: {res['analysis_seconds']:.1f} s).")
     if res.get("timing"):

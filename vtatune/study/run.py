@@ -146,17 +146,21 @@ def run_meta(argv: Sequence[str] | None) -> dict:
 def study_workload(task: VtaTask, runner: Runner | str, *, db: Any, out_dir: pathlib.Path,
                    options: StudyOptions | None = None, workers: int = 2,
                    meta: dict | None = None, on_progress=None,
-                   on_e3_progress: Callable[[int, int], None] | None = None) -> WorkloadStudy:
+                   on_e3_progress: Callable[[int, int], None] | None = None,
+                   pool=None) -> WorkloadStudy:
     """Explore ``task`` exhaustively (measuring only what the database lacks), analyse,
     plot and write ``out_dir/report.md`` (plus ``study.json`` with every number).  After
-    an interrupted exploration nothing is analysed or written."""
+    an interrupted exploration nothing is analysed or written.  ``pool``: where the
+    measurements run (``explore``), default ``workers`` local processes."""
     options = options or StudyOptions()
     options.check()
     runner = runner_for(runner)
     meta = meta or run_meta(None)
-    summary, data = explore(task, runner, db=db, workers=workers, on_progress=on_progress)
+    summary, data = explore(task, runner, db=db, workers=workers, on_progress=on_progress,
+                            pool=pool)
     ex = {k: v for k, v in summary.as_dict().items() if k != "history"}
-    ex["workers"] = workers
+    ex["workers"] = workers if pool is None else pool.n
+    ex["executor"] = "local" if pool is None else getattr(pool, "label", "local")
     out = WorkloadStudy(task, ex, data)
     if summary.interrupted:
         return out
