@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
-from vtatune.db.leases import LeaseStore  # noqa: E402
+from vtatune.db.leases import LeaseStore
 
 RESOURCES = ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]
 
@@ -83,13 +83,12 @@ def test_processes_never_hold_a_resource_twice(db_url):
 
 def test_wait_expiry_reclaim_and_release_guard(db_url):
     with LeaseStore(db_url) as store:
-        a = store.acquire(["r1"], "A", ttl_s=0.6, heartbeat=False)
+        a = store.acquire(["r1"], "A", ttl_s=3, heartbeat=False)
         assert a is not None and a.resource == "r1"
-        assert store.acquire(["r1"], "B", ttl_s=5) is None          # held, no wait
-        assert store.state(["r1"])["r1"]["status"] == "held"
+        assert store.acquire(["r1"], "B", ttl_s=60) is None          # held, no wait
         t0 = time.monotonic()
-        b = store.acquire(["r1"], "B", ttl_s=5, wait_s=5, heartbeat=False)  # A expires
-        assert b is not None and b.holder == "B" and time.monotonic() - t0 < 3
+        b = store.acquire(["r1"], "B", ttl_s=60, wait_s=30, heartbeat=False)  # A expires
+        assert b is not None and b.holder == "B" and time.monotonic() - t0 < 10
         # A's late release and renewal must not touch B's lease
         assert a.renew() is False and a.lost
         assert a.release() is False
@@ -101,8 +100,8 @@ def test_wait_expiry_reclaim_and_release_guard(db_url):
 
 def test_heartbeat_keeps_a_lease_alive(db_url):
     with LeaseStore(db_url) as store:
-        lease = store.acquire(["r1"], "A", ttl_s=0.6)
-        time.sleep(1.5)  # > 2 ttl: only the heartbeat keeps it
+        lease = store.acquire(["r1"], "A", ttl_s=1.2)
+        time.sleep(3)  # > 2 ttl: only the heartbeat (every 0.4 s) keeps it
         assert lease.renewals >= 2 and not lease.lost
         assert store.acquire(["r1"], "B", ttl_s=1) is None
         assert store.state()["r1"]["holder"] == "A"
@@ -113,14 +112,14 @@ def test_heartbeat_keeps_a_lease_alive(db_url):
 def test_cooldown_and_least_recently_used(db_url):
     with LeaseStore(db_url) as store:
         first = store.acquire(["a", "b"], "A", heartbeat=False)
-        first.release(cooldown_s=0.8, note="unreachable")
+        first.release(cooldown_s=3, note="unreachable")
         st = store.state()[first.resource]
         assert st["status"] == "cooling" and st["note"] == "unreachable"
         other = store.acquire(["a", "b"], "A", heartbeat=False)
         assert other.resource != first.resource
         other.release()
         # the cooling one is out of reach until its cool-down passes
-        again = store.acquire([first.resource], "A", wait_s=3, heartbeat=False)
+        again = store.acquire([first.resource], "A", wait_s=20, heartbeat=False)
         assert again is not None
         again.release()
         # least recently used first
@@ -148,3 +147,27 @@ def test_bad_arguments_are_typed(tmp_path):
         with pytest.raises(ConfigurationError, match="resource"):
             store.acquire([""])
         assert store.acquire([]) is None
+
+
+def grab_and_die(url: str, q) -> None:
+    """Spawned: take a lease (heartbeat on) and die without releasing it."""
+    import os
+    lease = LeaseStore(url).acquire(["r1"], "doomed", ttl_s=600)
+    q.put(lease.resource)
+    q.close()
+    q.join_thread()  # flushed before the abrupt exit
+    os._exit(0)
+
+
+def test_a_dead_local_holder_is_reclaimed_at_once(db_url):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=grab_and_die, args=(db_url, q))
+    p.start()
+    assert q.get(timeout=120) == "r1"
+    p.join(30)
+    with LeaseStore(db_url) as store:
+        assert store.state()["r1"]["holder"] == "doomed"  # held for 600 s more ...
+        lease = store.acquire(["r1"], "B", heartbeat=False)  # ... but its process is gone
+        assert lease is not None and lease.holder == "B"
+        lease.release()

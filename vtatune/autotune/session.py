@@ -30,7 +30,8 @@ from .search import InitStrategy, Screen, search
 log = logging.getLogger(__name__)
 
 #: Failure reasons that say the measurement itself broke, not the configuration.
-CRASH_REASONS = ("build_crashed", "run_crashed", "worker_crashed", "runtime_error")
+CRASH_REASONS = ("build_crashed", "run_crashed", "worker_crashed", "runtime_error",
+                 "board_unavailable")
 
 
 @dataclass
@@ -100,6 +101,8 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
     space = task.space
     flops = task.flops
     label = runner.label(task)
+    if hasattr(runner, "for_session"):  # boards: `number` runs per call, leases in `db`
+        runner = runner.for_session(db, number)
     summary = TuneSummary(task.name, task.hw.name, runner.kind, tuner, space.size, runner=label)
     t_start = time.perf_counter()
     session = uuid.uuid4().hex[:12]

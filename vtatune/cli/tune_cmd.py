@@ -25,11 +25,16 @@ from .common import (
 def register(sub) -> None:
     p = sub.add_parser("tune", help="tune a workload (or every workload of a suite)")
     p.add_argument("workload", metavar="WORKLOAD|SUITE")
-    p.add_argument("--target", default="tsim", help="measurement target: tsim, fsim (default tsim)")
+    p.add_argument("--target", default="tsim", help="measurement target: tsim, fsim or board "
+                   "servers pynq://HOST:PORT[,HOST:PORT...] (default tsim)")
     p.add_argument("--tuner", default="xgb", help="random, grid, ga, xgb (default xgb)")
     p.add_argument("--trials", type=int, default=200, help="configurations to measure per workload")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="measurement worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="measurement worker processes (default 2; pynq://: one per board)")
+    p.add_argument("--board-token-file", metavar="FILE", default=None,
+                   help="pynq://: file whose first line is the board servers' shared token "
+                        "(default $VTATUNE_BOARD_TOKEN)")
     p.add_argument("--early-stopping", type=int, default=None, metavar="N",
                    help="stop a workload after N trials without improvement")
     p.add_argument("--check", action="store_true", help="check every output against numpy")
@@ -127,6 +132,12 @@ def cmd_tune(args) -> int:
     positive(args.seed, "--seed", minimum=0)
     check_executor(args)
     runner = runner_for(args.target)  # refused before anything is recorded
+    if args.board_token_file:
+        if not hasattr(runner, "token_file"):
+            raise CLIUsageError("--board-token-file is for board targets (pynq://...)")
+        runner = runner.configured(token_file=args.board_token_file)
+    if args.workers is None:  # boards: one worker per board
+        args.workers = runner.default_workers() if hasattr(runner, "default_workers") else 2
     tasks = _tasks(args.workload, args)
     model = _validity_model(args)
     stop_on_sigterm()

@@ -21,6 +21,8 @@ so the resource of a dead process (or host) comes back after ``ttl_s``.
   renewal that finds the row taken by someone else (the lease expired meanwhile) marks the
   lease ``lost``.  ``release`` and ``renew`` only touch the row while it still carries the
   lease's id, so a late holder never frees a resource another process holds.
+* A lease held by a process of the acquirer's own host that no longer exists (a killed
+  worker of an interrupted run) is reclaimed at once rather than after its expiry.
 
 Leases are only used by tuning (never by read-only commands): ``LeaseStore`` opens the
 database writable, which creates the records schema in an empty database, exactly as
@@ -34,8 +36,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -67,11 +70,39 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (PermissionError) someone else's process: alive
+        return True
+    return True
+
+
+def lease_url_for(db: Any) -> str | None:
+    """The URL other processes reach ``db`` (a ``Database`` or a URL) by, password
+    included; None for an in-memory SQLite database (no other process can see it)."""
+    if isinstance(db, Database):
+        url = db._url
+    elif isinstance(db, str):
+        url = sa.make_url(db)
+    else:
+        return None
+    if url.get_backend_name() == "sqlite":
+        name = url.database or ""
+        if name in ("", ":memory:") or "mode=memory" in name or name.startswith("file::memory:"):
+            return None
+        if not name.startswith("file:"):  # workers may run elsewhere in the file tree
+            url = url.set(database=os.path.abspath(name))
+    return url.render_as_string(hide_password=False)
+
+
 class LeaseStore:
     """Leases in the database at ``url`` (or on an open ``Database``): see the module
     docstring.  Safe to use from several threads; after ``fork`` it reconnects by itself."""
 
-    def __init__(self, url: "str | Database | None" = None, *, timeout: float = 60.0):
+    def __init__(self, url: str | Database | None = None, *, timeout: float = 60.0):
         if isinstance(url, Database):
             self.db, self._own = url, False
         else:
@@ -81,6 +112,13 @@ class LeaseStore:
         self.url = self.db.url
         self._known: set[str] = set()
         self._lock = threading.Lock()
+        if self._own and self.db.dialect == "sqlite":
+            # a lease store's own connections: no fsync per commit (WAL keeps the file
+            # consistent; a lease lost to a power cut is moot), 2 commits per measurement
+            @sa.event.listens_for(self.db._engine, "connect")
+            def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.execute("PRAGMA synchronous = NORMAL")
+            self.db._engine.dispose()
         self.db._run(self._create_table, write=True)
 
     # ------------------------------------------------------------------ plumbing
@@ -125,7 +163,7 @@ class LeaseStore:
     # ------------------------------------------------------------------ leases
     def acquire(self, resources: Iterable[str], holder: str | None = None, ttl_s: float = 30.0,
                 wait_s: float = 0.0, *, heartbeat: bool = True,
-                poll_s: float = 0.05) -> "Lease | None":
+                poll_s: float = 0.05) -> Lease | None:
         """A lease on one free resource of ``resources`` (the least recently used first),
         waiting up to ``wait_s`` seconds for one; None when none became free in time.
         ``heartbeat`` renews it every ``ttl_s / 3`` from a background thread until it is
@@ -159,6 +197,8 @@ class LeaseStore:
         if self.db.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
         resource = conn.execute(q).scalar()
+        if resource is None and self._reclaim_dead(conn, names, now):
+            resource = conn.execute(q).scalar()
         if resource is None:
             return None
         lease_id = uuid.uuid4().hex
@@ -171,7 +211,26 @@ class LeaseStore:
             return None
         return resource, lease_id, now
 
-    def _renew(self, lease: "Lease") -> bool:
+    def _reclaim_dead(self, conn: Any, names: list[str], now: float) -> int:
+        """Free the leases of processes of this host that are gone (killed workers of an
+        interrupted run) without waiting for their expiry; how many were freed."""
+        t = leases_table
+        me = socket.gethostname()
+        rows = conn.execute(sa.select(t.c.resource, t.c.lease_id, t.c.pid).where(
+            t.c.resource.in_(names), t.c.expires > now, t.c.lease_id.is_not(None),
+            t.c.host == me)).all()
+        freed = 0
+        for row in rows:
+            if row.pid is None or row.pid == os.getpid() or _alive(row.pid):
+                continue
+            freed += conn.execute(t.update().where(t.c.resource == row.resource,
+                                                   t.c.lease_id == row.lease_id)
+                                  .values(lease_id=None, holder=None, expires=now,
+                                          note=f"reclaimed: holder process {row.pid} is gone")
+                                  ).rowcount
+        return freed
+
+    def _renew(self, lease: Lease) -> bool:
         t = leases_table
 
         def tx(conn: Any) -> bool:
@@ -182,7 +241,7 @@ class LeaseStore:
             return done.rowcount == 1
         return self.db._run(tx, write=True)
 
-    def _release(self, lease: "Lease", cooldown_s: float, note: str | None) -> bool:
+    def _release(self, lease: Lease, cooldown_s: float, note: str | None) -> bool:
         t = leases_table
 
         def tx(conn: Any) -> bool:
@@ -221,10 +280,10 @@ class LeaseStore:
         if self._own:
             self.db.close()
 
-    def __enter__(self) -> "LeaseStore":
+    def __enter__(self) -> LeaseStore:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -247,7 +306,7 @@ class Lease:
     released: bool = False
     renewals: int = 0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _thread: "threading.Thread | None" = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.heartbeat:
@@ -289,8 +348,8 @@ class Lease:
             return False
         return self.store._release(self, float(cooldown_s), note)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

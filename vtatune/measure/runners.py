@@ -9,41 +9,33 @@ One protocol for every measurement target (``runner_for("fsim" | "tsim" | "pynq:
 * ``cost_meaning`` says what that cost is (tsim: simulated latency of one call, host work
   included; fsim: the simulator's wall time, not a hardware time);
 * ``label(task)`` is the record's ``runner`` column: what else the cost depends on (tsim:
-  token scheme and timing parameters), so records of different runners never mix.
+  token scheme and timing parameters; boards: bitstream and clock), so records of different
+  runners never mix.
+
+``pynq://HOST:PORT[,...]`` is the board runner (``board_runner.py``): the program runs on
+board servers, shared through leases in the records database.
 
 ``evaluate`` is the one compile -> inputs -> run -> compare sequence, used by the CLI's
 ``run``, the measurement workers and ``replay``.
 """
 from __future__ import annotations
 
-import abc
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
 
 import numpy as np
 
 from ..compiler.program import Program, compile_program
 from ..compiler.reference import reference
-from ..errors import ConfigurationError, UnsupportedError
+from ..errors import ConfigurationError
 from ..sim.dram import Dram
-from ..sim.fsim import RunResult
 from ..sim.simulators import create_simulator
 from ..space import ConfigEntity
 from ..task import VtaTask
-
-
-@dataclass
-class Execution:
-    """One run of a program on a runner."""
-
-    output: np.ndarray        # in the plain layout of ``compiler.reference``
-    cost: float               # seconds, as the runner's ``cost_meaning`` says
-    wall: float               # host wall time of the run (seconds)
-    result: RunResult         # the simulator's counters (and timing, for tsim)
-    extra: dict = field(default_factory=dict)
+from .base import Execution, Runner
 
 
 def load_program(program: Program, inputs: dict[str, np.ndarray]) -> Dram:
@@ -58,34 +50,6 @@ def read_output(program: Program, dram: Dram) -> np.ndarray:
     addr, nbytes = program.regions["out"]
     raw = np.frombuffer(dram.read(addr, nbytes), dtype=np.int8)
     return program.extra["lowering"].unpack_output(raw)
-
-
-class Runner(abc.ABC):
-    """A measurement target."""
-
-    #: target name as users write it (``--target``)
-    kind: ClassVar[str] = ""
-    #: what ``Execution.cost`` means
-    cost_meaning: ClassVar[str] = ""
-
-    @abc.abstractmethod
-    def label(self, task: VtaTask) -> str:
-        """The ``runner`` column of this runner's records of ``task``."""
-
-    @abc.abstractmethod
-    def execute(self, program: Program, inputs: dict[str, np.ndarray], *,
-                functional: bool = True, trace: bool = False) -> Execution:
-        """Run ``program`` on ``inputs``.  ``functional=False`` lets a timing runner skip the
-        data path when no output is wanted; ``trace`` asks for a pipeline trace."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and vars(self) == vars(other)
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(vars(self).items()))))
 
 
 class FsimRunner(Runner):
@@ -144,8 +108,8 @@ def runner_for(target: Any) -> Runner:
     if isinstance(target, str) and target in RUNNERS:
         return RUNNERS[target]()
     if isinstance(target, str) and target.startswith("pynq://"):
-        raise UnsupportedError(f"target {target!r}: the PYNQ board runner is not part of "
-                               "this release")
+        from .board_runner import BoardRunner  # board servers: docs/board.md
+        return BoardRunner.from_target(target)
     raise ConfigurationError("target", f"unknown measurement target {target!r}; "
                                        f"available: {', '.join(sorted(RUNNERS))}")
 
