@@ -346,3 +346,34 @@ def test_cli_tuning_on_boards_is_interruptible_and_resumable(servers, tmp_path):
     assert second["resumed"] == first["new"] and second["measured"] == 30
     assert second["runner"] == first["runner"] and second["crashed"] == 0
     assert time.monotonic() - t0 < 25  # no wait for the interrupted run's leases (ttl 30 s)
+
+
+def test_tuning_goes_on_when_boards_come_back(boards, tmp_path):
+    """Every board gone: each measurement is recorded board_unavailable (a crash of the
+    setup, counted as such), nothing is lost, and measuring resumes once boards answer."""
+    from vtatune.autotune import tune
+    from vtatune.db import open_db
+    from vtatune.measure import measure_one
+    fb, runner = boards
+    runner = runner.configured(cooldown_s=0, lease_wait_s=0.5)
+    task = VtaTask.create("dense.1", HW, sync="single")
+
+    class InlinePool:  # measures in this process, where the stand-in boards live
+        n = 1
+
+        def measure(self, inputs):
+            return [measure_one(i) for i in inputs]
+
+    def outage(summary, n):
+        if summary.measured == 0:
+            fb.down |= set(fb.infos)      # both boards disappear after the label check
+        elif summary.measured >= 4:
+            fb.down.clear()               # ... and come back
+    with open_db(f"sqlite:///{tmp_path / 'r.db'}") as db:
+        s = tune(task, runner, db=db, tuner="random", n_trial=12, seed=1, chunk=4,
+                 pool=InlinePool(), on_progress=outage)
+        recs = db.records()
+    assert s.measured == 12 and s.new == 12 and s.crashed == 4 and not s.all_crashed
+    reasons = [r.reason for r in sorted(recs, key=lambda r: r.timestamp)]
+    assert reasons[:4] == ["board_unavailable"] * 4
+    assert "board_unavailable" not in reasons[4:] and s.valid >= 6
