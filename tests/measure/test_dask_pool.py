@@ -117,9 +117,12 @@ def test_same_results_as_the_local_pool(dask_pool):
     assert dask_pool.measure([]) == []
 
 
-def test_exhaustive_study_stores_the_same_records_as_the_local_pool(dask_pool, tmp_path):
+@pytest.mark.parametrize("layer", [LAYER, pytest.param("resnet18.C10", marks=pytest.mark.slow)])
+def test_exhaustive_study_stores_the_same_records_as_the_local_pool(dask_pool, tmp_path, layer):
+    """The issue's done-when on a real ResNet-18 layer (C10: 480 configurations, slow) and
+    on the small stand-in layer (fast)."""
     from vtatune.study import explore
-    task = VtaTask.create(LAYER, HW)
+    task = VtaTask.create(layer, HW)
     size = task.space.size
 
     def rows(db):
