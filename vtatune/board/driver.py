@@ -24,6 +24,8 @@ when a PynqDevice is created, so this module imports on any machine.
 """
 from __future__ import annotations
 
+import abc
+
 import logging
 import os
 import re
@@ -75,7 +77,7 @@ class DeviceBuffer:
     handle: Any = None
 
 
-class Device:
+class Device(abc.ABC):
     """What :func:`execute` needs of a device (PynqDevice, the simulator devices)."""
 
     coherent: bool = True
@@ -83,11 +85,13 @@ class Device:
     def begin(self) -> None:
         """Before a bundle's buffers are allocated."""
 
+    @abc.abstractmethod
     def alloc(self, nbytes: int) -> DeviceBuffer:
-        raise NotImplementedError
+        """A buffer of ``nbytes`` the accelerator can reach (CMA on a board)."""
 
+    @abc.abstractmethod
     def free(self, buf: DeviceBuffer) -> None:
-        raise NotImplementedError
+        """Give ``buf`` back."""
 
     def flush(self, buf: DeviceBuffer) -> None:
         """Write the CPU cache's lines of ``buf`` back to DRAM (non-coherent ports)."""
@@ -95,9 +99,9 @@ class Device:
     def invalidate(self, buf: DeviceBuffer) -> None:
         """Drop the CPU cache's lines of ``buf`` (non-coherent ports), before reading it."""
 
+    @abc.abstractmethod
     def launch(self, insn_addr: int, insn_count: int, timeout_s: float) -> float:
         """Run the stream once; the seconds from launch to completion."""
-        raise NotImplementedError
 
     def program(self) -> None:
         """(Re-)program the accelerator."""

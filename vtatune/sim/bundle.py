@@ -221,8 +221,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     return bundle
 
 
-def save_bundle(path: str | os.PathLike, bundle: Bundle, counters: dict | None = None,
-                compressed: bool = True, timing: dict | None = None) -> None:
+def _bundle_arrays(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The ``.npz`` keys of a bundle (docs/bundle-format.md), for a file or for bytes."""
     arrays: dict[str, np.ndarray] = {
         "config": np.array(bundle.config),
         "insn_addr": np.array(bundle.insn_addr, dtype=np.int64),
@@ -231,6 +231,12 @@ def save_bundle(path: str | os.PathLike, bundle: Bundle, counters: dict | None =
     }
     for k, (_, data) in enumerate(bundle.regions):
         arrays[f"region_{k}"] = np.asarray(data, dtype=np.uint8)
+    return arrays
+
+
+def save_bundle(path: str | os.PathLike, bundle: Bundle, counters: dict | None = None,
+                compressed: bool = True, timing: dict | None = None) -> None:
+    arrays = _bundle_arrays(bundle)
     if counters is not None:
         arrays["counters"] = np.array(json.dumps(counters, sort_keys=True))
     if timing is not None:
@@ -262,14 +268,7 @@ def bundle_to_bytes(bundle: Bundle, compressed: bool = False) -> bytes:
     multi-megabyte bundle costs more than sending it over a network."""
     import io
 
-    arrays: dict[str, np.ndarray] = {
-        "config": np.array(bundle.config),
-        "insn_addr": np.array(bundle.insn_addr, dtype=np.int64),
-        "insn_count": np.array(bundle.insn_count, dtype=np.int64),
-        "region_addrs": np.array([b for b, _ in bundle.regions], dtype=np.int64),
-    }
-    for k, (_, data) in enumerate(bundle.regions):
-        arrays[f"region_{k}"] = np.asarray(data, dtype=np.uint8)
+    arrays = _bundle_arrays(bundle)
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     return buf.getvalue()
