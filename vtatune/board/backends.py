@@ -49,6 +49,7 @@ from ..errors import (
     TokenDeadlockError,
 )
 from ..hardware.config import HwConfig
+from ..hardware.isa import FinishInsn
 from ..sim.bundle import Bundle, load_bundle
 from ..sim.dram import ADDR_LIMIT, Dram
 from ..sim.simulators import create_simulator
@@ -169,6 +170,9 @@ class Backend:
     def program(self) -> None:
         self.device.program()
 
+    def warm_up(self) -> None:
+        self.device.warm_up()
+
     def close(self) -> None:
         self.device.close()
 
@@ -207,6 +211,11 @@ class SimDevice(Device):
 
     def free(self, buf: DeviceBuffer) -> None:
         self.dram.free(buf.phys)
+
+    def warm_up(self) -> None:
+        # fsim's compiled core is compiled (or loaded from numba's cache) on its first
+        # run, which on a fresh machine takes longer than a run's timeout
+        create_simulator(self.target, self.hw, Dram()).execute([FinishInsn()])
 
     def launch(self, insn_addr: int, insn_count: int, timeout_s: float) -> float:
         box: dict = {}

@@ -106,6 +106,9 @@ class Device(abc.ABC):
     def program(self) -> None:
         """(Re-)program the accelerator."""
 
+    def warm_up(self) -> None:
+        """Pay one-time costs (compiling a simulator's core) before the first timed run."""
+
     def close(self) -> None:
         pass
 

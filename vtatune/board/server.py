@@ -76,6 +76,7 @@ class BoardServer:
                         "network needs a shared token (--token-file F or VTATUNE_BOARD_TOKEN)")
         if max_bundle_bytes <= 0:
             raise ConfigurationError("max_bundle_bytes", f"must be positive, got {max_bundle_bytes}")
+        backend.warm_up()  # ready means the first run meets its timeout
         self.backend = backend
         self.token = token
         self.max_bundle_bytes = int(max_bundle_bytes)
