@@ -91,6 +91,21 @@ def test_best_across_target_strings_of_one_model(db):
     assert [r.config_index for r in db.best(KEY, HW)] == [2]
 
 
+def test_best_by_runner_matches_whole_label_parts(db):
+    import dataclasses
+    labels = {1: "pynq[fsim]/x/unclocked/single/tvm-0.14", 2: "pynq/b.bit/100MHz/single/tvm-0.14",
+              3: "pynq/c.bit/142MHz/single/tvm-0.14", 4: "tsim/x/single", 5: "pynqish/x"}
+    db.add([dataclasses.replace(make_record(i, cost=0.001 * i), runner=lab)
+            for i, lab in labels.items()])
+
+    def best(prefix):
+        return [r.config_index for r in db.best(KEY, HW, k=9, runner_prefix=prefix)]
+    assert best("pynq") == [2, 3]  # neither the fsim stand-in's records nor "pynqish"
+    assert best("pynq/c.bit") == [3] and best("pynq/c.bit/") == [3]
+    assert best("pynq[fsim]") == [1] and best("tsim") == [4] and best(None) == [1, 2, 3, 4, 5]
+    assert best("pynq/b") == []  # a part is matched whole, not as a prefix of "b.bit"
+
+
 def test_measured_indices(db):
     db.add([make_record(1), make_record(2, error_no=2), make_record(3, source="imported"),
             make_record(4, source="predicted"), make_record(5, hw=OTHER_HW),

@@ -114,6 +114,9 @@ def test_measurement_matches_fsim_and_reports_board_figures(boards):
     assert x["board"] in fb.infos and x["times_s"] == [1e-3, 2e-3, 3e-3]
     # the stand-in boards report invented times, so no overhead figure can be checked here
     assert ev.execution.cost == pytest.approx(2e-3)
+    from vtatune.measure import MeasureInput, measure_one
+    r = measure_one(MeasureInput(task, task.config(203), runner.configured(number=3), 3, True))
+    assert r.error_no == 0 and r.costs == (1e-3, 2e-3, 3e-3)  # each run's own time is kept
 
 
 def test_retry_on_another_board_and_cool_down(boards):

@@ -282,3 +282,38 @@ def test_cli_refuses_negative_seed_and_top(tmp_path, capsys):
     assert "--seed must be at least 0" in capsys.readouterr().err
     assert main(["best", "dense.1", "--top", "0", "--db", url]) == 2
     assert "--top must be at least 1" in capsys.readouterr().err
+
+
+class BoardDownOnceFakePool(FakePool):
+    """FakePool whose first batch finds no board (``board_unavailable``, as BoardRunner
+    reports it)."""
+
+    def measure(self, inputs):
+        if self.calls == 0:
+            self.calls += 1
+            return [MeasureResult((1e9,), 4, 0.0, time.time(), "board_unavailable",
+                                  "no board could run it") for _ in inputs]
+        return super().measure(inputs)
+
+
+def test_resume_measures_board_unavailable_configurations_again(db):
+    """No board is a failure of the infrastructure: the resumed run measures those
+    configurations again as attempt 1 and keeps the attempt-0 records."""
+    task = VtaTask.create("resnet18.C10", HW)
+    kw = dict(db=db, tuner="grid", n_trial=12, chunk=4)
+    s1 = tune(task, pool=BoardDownOnceFakePool(), **kw)
+    assert (s1.new, s1.crashed) == (12, 4)
+    s2 = tune(task, pool=FakePool(), **kw)
+    assert (s2.resumed, s2.new) == (8, 4)
+    _, recs = _indices(db)
+    by_index: dict = {}
+    for r in recs:
+        by_index.setdefault(r.config_index, {})[r.attempt] = r
+    first = {i for i, a in by_index.items() if a[0].reason == "board_unavailable"}
+    assert len(first) == 4 and all(set(by_index[i]) == {0, 1} for i in first)
+    assert all(set(a) == {0} for i, a in by_index.items() if i not in first)
+    for i in first:  # the second attempt holds the configuration's own verdict
+        valid = verdict(task.workload, task.space.get(i).knobs, task.hw)[0]
+        assert (by_index[i][1].error_no == 0) == valid and by_index[i][1].reason != "board_unavailable"
+    s3 = tune(task, pool=FakePool(), **kw)
+    assert (s3.resumed, s3.new) == (12, 0)

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 #: Failure reasons that say the measurement itself broke, not the configuration.
 CRASH_REASONS = ("build_crashed", "run_crashed", "worker_crashed", "runtime_error",
                  "board_unavailable")
+#: failures of the measurement infrastructure, not of the configuration: a resumed run
+#: measures these configurations again (as the next ``attempt``; the old record stays)
+RETRY_ON_RESUME = ("board_unavailable",)
 
 
 @dataclass
@@ -136,9 +139,13 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
     previous = [r for r in db.records(workload_key=task.key, hw=task.hw.name, source="measured")
                 if r.runner == label and r.config_index is not None]
     seen: set[int] = set()
+    last_attempt: dict[int, int] = {}
     resumed = []
     for r in sorted(previous, key=lambda r: r.timestamp):
-        if r.config_index in seen or not 0 <= r.config_index < space.size:
+        if not 0 <= r.config_index < space.size:
+            continue
+        last_attempt[r.config_index] = max(last_attempt.get(r.config_index, -1), r.attempt)
+        if r.config_index in seen or r.reason in RETRY_ON_RESUME:
             continue
         seen.add(r.config_index)
         resumed.append(outcome(r.config_index, r.costs, r.error_no))
@@ -159,7 +166,7 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
         records = [task.record(inp.config, costs=r.costs, error_no=r.error_no,
                                all_cost=r.all_cost, timestamp=r.timestamp, reason=r.reason,
                                message=r.message, source="measured", runner=label,
-                               session=session)
+                               session=session, attempt=last_attempt.get(inp.config.index, -1) + 1)
                    for inp, r in zip(inputs, results)]
         stored = db.add(records)  # committed before anything else happens
         if stored != len(records):  # another process measured them meanwhile

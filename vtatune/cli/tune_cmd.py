@@ -71,7 +71,8 @@ def register(sub) -> None:
     p.add_argument("workload")
     p.add_argument("--top", type=int, default=1)
     p.add_argument("--runner", default="tsim",
-                   help="which kind of cost to rank: a runner prefix (tsim, fsim, import) or 'any'")
+                   help="which kind of cost to rank: the leading '/'-separated parts of a runner label "
+                        "(tsim, fsim, pynq, pynq[fsim], pynq/<bitstream>, import) or 'any'")
     add_db(p)
     add_hw(p)
     add_json(p)

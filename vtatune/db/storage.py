@@ -606,7 +606,8 @@ class Database:
         """The ``k`` successful measurements (``error_no == 0``, measured or imported) of
         ``workload_key`` on ``hw`` with the lowest mean cost; ties go to the record stored
         first (AutoTVM keeps the first of equal records in log order).  ``runner_prefix``
-        keeps one kind of cost (e.g. ``"tsim"``) instead of mixing runners.  ``k = 0`` gives
+        keeps one kind of cost (e.g. ``"tsim"``, or ``"pynq/<bitstream>"``) instead of mixing
+        runners; it matches whole ``/``-separated parts of the runner label.  ``k = 0`` gives
         ``[]``; a negative or non-integer ``k`` raises ``ConfigurationError`` (field ``k``)."""
         r = records_table
         q = (self._select(workload_key, hw, MEASUREMENT_SOURCES)
@@ -621,8 +622,9 @@ class Database:
         k = n
         if k == 0:
             return []
-        if runner_prefix:
-            q = q.where(r.c.runner.startswith(runner_prefix, autoescape=True))
+        if runner_prefix:  # whole "/"-separated parts: "pynq" is not "pynq[fsim]/..."
+            p = runner_prefix.rstrip("/")
+            q = q.where(sa.or_(r.c.runner == p, r.c.runner.startswith(p + "/", autoescape=True)))
         q = q.order_by(r.c.mean_cost, r.c.id).limit(k)
         return self._run(lambda conn: [self._record(row) for row in conn.execute(q)],
                          write=False)
