@@ -239,32 +239,6 @@ def test_cli_refuses_unreachable_board_and_bad_target_in_one_line(tmp_path, caps
     assert "board targets" in capsys.readouterr().err
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL schema (tests/db/conftest.py's server: $VTATUNE_TEST_POSTGRES_URL,
-    required under CI)."""
-    import importlib.util
-    import pathlib
-    import uuid
-    path = pathlib.Path(__file__).parent.parent / "db" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_db_conftest_for_boards", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    base = mod.postgres_base_url()
-    import sqlalchemy as sa
-    schema = f"vtatune_test_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        engine.dispose()
-
-
 @pytest.mark.slow
 def test_two_tuning_processes_share_three_servers_through_postgresql(servers, pg_url, tmp_path):
     """Each process drives up to three boards at once (three workers); the servers' own logs
