@@ -5,7 +5,10 @@ fsim records and survives a killed server; two tuning processes share three serv
 through PostgreSQL leases without ever running two programs on one server at once."""
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import threading
 
 import numpy as np
 import pytest
@@ -185,32 +188,39 @@ def _outcomes(db, task, label):
             if r.runner == label}
 
 
-def test_tuning_on_two_servers_records_what_fsim_records_and_survives_a_kill(servers, tmp_path):
+def test_tuning_on_two_servers_records_what_fsim_records_and_survives_a_kill_mid_measurement(servers, tmp_path):
     from board_fakes import assert_runs_never_overlap
 
     from vtatune.autotune import tune
     from vtatune.db import open_db
+    from vtatune.db.leases import LeaseStore
     a, b = servers(2)
     runner = BoardRunner.from_target(f"pynq://{a.address},{b.address}", cooldown_s=60)
     task = VtaTask.create("dense.1", HW, sync="single")
     killed = []
 
-    def kill_after_first_batch(summary, n):
-        if n and not killed:  # the run goes on with one server
-            a.kill()
+    def kill_during_second_batch(summary, n):
+        # server a stops answering before the second batch and dies 1.5 s into it, so a
+        # measurement sent to it is in flight when it is killed; the run goes on with b
+        if n and not killed:
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            threading.Timer(1.5, a.kill).start()
             killed.append(summary.measured)
     kw = dict(tuner="random", n_trial=16, seed=7, workers=2, chunk=4, check=True)
     with open_db(f"sqlite:///{tmp_path / 'records.db'}") as db:
-        s = tune(task, runner, db=db, on_progress=kill_after_first_batch, **kw)
+        s = tune(task, runner, db=db, on_progress=kill_during_second_batch, **kw)
         ref = tune(task, "fsim", db=db, **kw)
         board = _outcomes(db, task, s.runner)
         assert s.runner == f"pynq[fsim]/{HW}/unclocked/single/tvm-0.14"
         assert killed == [4] and s.new == 16 and s.crashed == 0 and s.valid == ref.valid
         assert board == _outcomes(db, task, ref.runner) and len(board) == 16
         assert not [r for r in db.records() if r.reason == "board_unavailable"]
-        state = {k: v["status"] for k, v in
-                 __import__("vtatune.db.leases", fromlist=["x"]).LeaseStore(db).state().items()}
-        assert state == {a.address: "cooling", b.address: "free"}
+        state = LeaseStore(db).state()
+        assert {k: v["status"] for k, v in state.items()} == {a.address: "cooling",
+                                                              b.address: "free"}
+        # a was reached and died during the measurement, not refused at connect
+        note = state[a.address]["note"]
+        assert note.startswith("disconnected:") and "cannot connect" not in note, note
     n_a = assert_runs_never_overlap(a.runs(), "server a")
     n_b = assert_runs_never_overlap(b.runs(), "server b")
     assert n_a >= 1 and n_a + n_b >= 14  # the invalid configurations never reach a board
