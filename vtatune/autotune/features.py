@@ -111,7 +111,7 @@ def _conv_features(wl: Workload, hw: HwConfig, k: Mapping[str, np.ndarray]) -> n
     rows, cols = (h1 - 1) * sh + KH, (w1 - 1) * sw + KW
     in_ch = ((np.maximum(1, co1 // cpg) - 1) * ci_red + ci1) if grouped else ci1
     inp_elems, wgt_elems = in_ch * rows * cols, co1 * ci1 * KH * KW
-    acc_elems = co1 * h1 * w1 + (co1 if wl.epilogue == "bias" else 0)
+    acc_elems = co1 * h1 * w1 + (co1 if wl.has_bias else 0)
     inp_b, wgt_b = inp_elems * hw.inp_elem_bytes, wgt_elems * hw.wgt_elem_bytes
     acc_b, out_b = acc_elems * hw.acc_elem_bytes, co1 * h1 * w1 * hw.out_elem_bytes
     kk = KH * KW
@@ -129,7 +129,7 @@ def _conv_features(wl: Workload, hw: HwConfig, k: Mapping[str, np.ndarray]) -> n
         reset_uops = _uops([w1, co1, h1], [False] * 3)
     n_alu = _N_ALU[wl.epilogue]
     dram_inp, dram_wgt, dram_out = steps * inp_b, steps * wgt_b, n_tiles * out_b
-    insns = n_tiles * (3 * n_koo + 2 + n_alu + (1 if wl.epilogue == "bias" else 0))
+    insns = n_tiles * (3 * n_koo + 2 + n_alu + (1 if wl.has_bias else 0))
     ragged = (((nt_h > 1) & (np.mod(n_h0, nt_h) != 0))
               | ((nt_oc > 1) & (np.mod(n_co0, nt_oc) != 0))).astype(np.float64)
     cols_ = [
@@ -158,7 +158,7 @@ def _dense_features(wl: Workload, hw: HwConfig, k: Mapping[str, np.ndarray]) -> 
     n_tiles = n_b0 * n_co0
     steps = n_tiles * b1 * n_koo            # loads + GEMM per (tile, batch block, ci block)
     inp_elems, wgt_elems = ci1, co1 * ci1
-    acc_elems = b1 * co1 * (2 if wl.epilogue == "bias" else 1)
+    acc_elems = b1 * co1 * (2 if wl.has_bias else 1)
     inp_b, wgt_b = inp_elems * hw.inp_elem_bytes, wgt_elems * hw.wgt_elem_bytes
     acc_b, out_b = acc_elems * hw.acc_elem_bytes, b1 * co1 * hw.out_elem_bytes
     zero = np.zeros_like(b1)
@@ -166,7 +166,7 @@ def _dense_features(wl: Workload, hw: HwConfig, k: Mapping[str, np.ndarray]) -> 
     reset_uops = _uops([co1], [False])
     n_alu = _N_ALU[wl.epilogue]
     dram_inp, dram_wgt, dram_out = steps * inp_b, steps * wgt_b, n_tiles * out_b
-    insns = n_tiles * (b1 * (1 + 3 * n_koo) + n_alu + b1 + (1 if wl.epilogue == "bias" else 0))
+    insns = n_tiles * (b1 * (1 + 3 * n_koo) + n_alu + b1 + (1 if wl.has_bias else 0))
     ragged = ((nt_oc > 1) & (np.mod(n_co0, nt_oc) != 0)).astype(np.float64)
     cols_ = [
         b1, ci1, co1, nt_oc, threads,

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from ..errors import ConfigurationError, ErrorCategory, InvalidConfigError
 from ..hardware.config import HwConfig
 from ..hardware.isa import AluOp
-from ..workloads.workload import SHIFT
+from ..workloads.workload import REQUANT, SHIFT, Requant
 from .copy_pattern import match_copy_pattern
 from .dma import lowering_error
 from .runtime import UopKernel, runtime_error
@@ -142,9 +142,15 @@ class AluStage:
     imm: int | None     # None: tensor operand (the bias)
 
 
-def epilogue_stages(epilogue: str) -> list[AluStage]:
+def epilogue_stages(epilogue: str, requant: Requant | None = None) -> list[AluStage]:
     """The ALU stages of the fused operator, in schedule order (§6.8): clip(lo, hi) is
-    MIN(hi) then MAX(lo); the final cast to int8 is the STORE's low byte."""
+    MIN(hi) then MAX(lo); the final cast to int8 is the STORE's low byte.  ``requant`` (a
+    network layer) adds the bias before the shift, as a quantized graph does."""
+    if epilogue == REQUANT:
+        return [AluStage("add_bias", AluOp.ADD, None),
+                AluStage("right_shift", AluOp.SHR, requant.shift),
+                AluStage("clip_max", AluOp.MIN, requant.hi),
+                AluStage("clip_min", AluOp.MAX, requant.lo)]
     shr = AluStage("right_shift", AluOp.SHR, SHIFT)
     if epilogue == "shift_clip":
         return [shr, AluStage("clip_max", AluOp.MIN, 127), AluStage("clip_min", AluOp.MAX, 0)]
@@ -154,7 +160,7 @@ def epilogue_stages(epilogue: str) -> list[AluStage]:
     if epilogue == "relu":
         return [shr, AluStage("relu", AluOp.MAX, 0)]
     raise ConfigurationError("epilogue", f"the compiler has no ALU stages for epilogue {epilogue!r}; "
-                             "known: shift_clip, bias, relu")
+                             "known: shift_clip, bias, relu, requant")
 
 
 def closure_check(n_thread_axes: int) -> None:

@@ -80,8 +80,8 @@ class Conv2DLowering:
             raise UnsupportedError("conv2d with pad_h == 0 and pad_w > 0: the VTA template "
                                    "applies padding only when the row padding is non-zero")
         self.in_ch = self._input_channel_extent()
-        self.stages = epilogue_stages(wl.epilogue)
-        self.has_bias = wl.epilogue == "bias"
+        self.stages = epilogue_stages(wl.epilogue, wl.requant)
+        self.has_bias = wl.has_bias
         self.allocs = [Allocation("inp", "pad_data", self.in_ch * self.rows * self.cols),
                        Allocation("wgt", "kernel", self.co1 * self.ci1 * self.KH * self.KW),
                        Allocation("acc", "res", self.co1 * self.h1 * self.w1)]

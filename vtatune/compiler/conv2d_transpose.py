@@ -29,7 +29,7 @@ class _Geometry:
         self.pad_w = wl.kernel_w - 1 - wl.pad_w
         self.stride_h = self.stride_w = 1
         for name in ("in_channels", "out_channels", "kernel_h", "kernel_w", "batch", "epilogue",
-                     "groups", "template"):
+                     "requant", "has_bias", "groups", "template"):
             setattr(self, name, getattr(wl, name))
         self.out_height, self.out_width = wl.out_height, wl.out_width
 

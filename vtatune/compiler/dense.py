@@ -39,8 +39,8 @@ class DenseLowering:
         self.nt_oc = k["oc_nthread"]
         self.nthreads = self.nt_oc
         self.n_b0, self.n_co0, self.n_koo = self.nb // self.b1, self.COb // self.co1, self.CIb // self.ci1
-        self.stages = epilogue_stages(wl.epilogue)
-        self.has_bias = wl.epilogue == "bias"
+        self.stages = epilogue_stages(wl.epilogue, wl.requant)
+        self.has_bias = wl.has_bias
         self.allocs = [Allocation("inp", "data", self.ci1),
                        Allocation("wgt", "weight", self.co1 * self.ci1),
                        Allocation("acc", "res", self.b1 * self.co1)]

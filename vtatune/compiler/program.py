@@ -125,7 +125,7 @@ class Program:
             else:
                 k = rng.integers(-128, 128, (wl.out_channels, cin, wl.kernel_h, wl.kernel_w), dtype=np.int8)
         out = {"data": x, "kernel": k}
-        if wl.epilogue == "bias":
+        if wl.has_bias:
             out["bias"] = rng.integers(-(1 << 14), 1 << 14, wl.out_channels, dtype=np.int32)
         return out
 

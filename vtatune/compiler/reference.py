@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..workloads.workload import CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, SHIFT, Workload
+from ..workloads.workload import CONV2D_TRANSPOSE, DENSE, GROUP_CONV2D, REQUANT, SHIFT, Workload
 
 
 def conv2d_nchw(x: np.ndarray, k: np.ndarray, stride: tuple[int, int], pad: tuple[int, int],
@@ -46,6 +46,11 @@ def conv2d_transpose_nchw(x: np.ndarray, k_iohw: np.ndarray, stride, pad) -> np.
 def epilogue(acc: np.ndarray, wl: Workload, bias: np.ndarray | None = None) -> np.ndarray:
     """int32-wrapped accumulator -> int8 output of the fused operator."""
     a = acc.astype(np.int64).astype(np.int32)  # the accumulator wraps modulo 2^32
+    if wl.epilogue == REQUANT:  # bias (wrapping), shift, clip, low byte
+        q = wl.requant
+        shape = (1, -1, 1, 1) if a.ndim == 4 else (1, -1)
+        a = (a.astype(np.int64) + bias.reshape(shape)).astype(np.int32) >> q.shift
+        return np.clip(a, q.lo, q.hi).astype(np.int8)
     a = a >> SHIFT
     if wl.epilogue == "bias":
         shape = (1, -1, 1, 1) if a.ndim == 4 else (1, -1)

@@ -249,7 +249,7 @@ def _conv_derived(wl: Workload, hw: HwConfig, k: dict[str, np.ndarray]) -> list[
     # a group conv tile spanning several groups loads the input channels of all of them
     in_ch = (np.maximum(1, np.floor(co1 / cpg)) - 1) * ci_red + ci1 if grouped else ci1
     inp_e, wgt_e = in_ch * rows * cols, co1 * ci1 * KH * KW
-    acc_e = co1 * h1 * w1 + (co1 if wl.epilogue == "bias" else 0)
+    acc_e = co1 * h1 * w1 + (co1 if wl.has_bias else 0)
     padded = ph != 0  # the template pads only when the row padding is non-zero
     if padded:
         row_pad = _padded_share(n_h0, h1 * sh, rows, ph, H)
@@ -297,7 +297,7 @@ def _dense_derived(wl: Workload, hw: HwConfig, k: dict[str, np.ndarray]) -> list
     one = np.ones_like(b1)
     n_b0, n_co0, n_ci0 = nb / b1, COb / co1, CIb / ci1
     n_tiles = n_b0 * n_co0
-    acc_e = b1 * co1 * (2 if wl.epilogue == "bias" else 1)  # bias tile has the result's shape
+    acc_e = b1 * co1 * (2 if wl.has_bias else 1)  # bias tile has the result's shape
     g_uops, g_loops, _, _ = _fold_uops([ci1, co1], [0, 1], [False, False])
     r_uops = _fold_uops([co1], [1], [False])[0]
     return [

@@ -28,11 +28,33 @@ _SHORT_NAMES = {v: k for k, v in SPEC_TEMPLATES.items()}
 #: logs such as TopHub were measured with); ``bias`` adds an int32 per-channel bias after the
 #: shift (TVM's benchmark pipeline); ``relu`` is ``>> 8``, max(., 0), cast (wrapping).
 EPILOGUES = ("shift_clip", "bias", "relu")
+#: a quantized network's layer (``Workload.requant`` holds its parameters); not a spec option
+REQUANT = "requant"
 SHIFT = 8
 
 
 class WorkloadError(ConfigurationError):
     """A workload VTA cannot offload, or a malformed workload description."""
+
+
+@dataclass(frozen=True)
+class Requant:
+    """The requantization of a quantized network's layer (epilogue ``requant``): the int32
+    accumulator plus an int32 per-channel bias (wrapping; the bias carries the rounding
+    term), an arithmetic right shift by ``shift``, clip to [``lo``, ``hi``], the low byte.
+    On VTA: LOAD ACC of the bias + ALU ADD, SHR imm, MIN imm ``hi``, MAX imm ``lo`` (§6.8)."""
+
+    shift: int
+    lo: int = -127
+    hi: int = 127
+
+    def __post_init__(self) -> None:
+        for f, lo, hi in (("shift", 0, 31), ("lo", -128, 127), ("hi", -128, 127)):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise WorkloadError(f"requant.{f}", f"must be an integer in [{lo}, {hi}], got {v!r}")
+        if self.lo > self.hi:
+            raise WorkloadError("requant.lo", f"lo {self.lo} is above hi {self.hi}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +73,7 @@ class Workload:
     groups: int = 1
     batch: int | None = None  # None: the hardware's BATCH (as TVM's VTA scripts do)
     epilogue: str = "shift_clip"
+    requant: Requant | None = None  # the parameters of epilogue "requant"
     name: str = ""
     offloadable: bool = True
     note: str = ""
@@ -58,8 +81,12 @@ class Workload:
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise WorkloadError("template", f"unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
-        if self.epilogue not in EPILOGUES:
-            raise WorkloadError("epilogue", f"unknown epilogue {self.epilogue!r}; known: {', '.join(EPILOGUES)}")
+        if self.epilogue not in EPILOGUES + (REQUANT,):
+            raise WorkloadError("epilogue", f"unknown epilogue {self.epilogue!r}; known: "
+                                            f"{', '.join(EPILOGUES + (REQUANT,))}")
+        if (self.epilogue == REQUANT) != isinstance(self.requant, Requant):
+            raise WorkloadError("requant", "epilogue 'requant' takes a Requant (and only it does), "
+                                           f"got epilogue {self.epilogue!r} with {self.requant!r}")
         for f in ("height", "width", "in_channels", "out_channels", "kernel_h", "kernel_w",
                   "stride_h", "stride_w", "groups"):
             v = getattr(self, f)
@@ -98,6 +125,11 @@ class Workload:
         b = self.batch or 1
         per_out = self.kernel_h * self.kernel_w * self.in_channels // self.groups
         return 2 * b * self.out_channels * self.out_height * self.out_width * per_out
+
+    @property
+    def has_bias(self) -> bool:
+        """Whether the fused operator adds an int32 bias tensor (a LOAD ACC + ALU ADD)."""
+        return self.epilogue in ("bias", REQUANT)
 
     @property
     def shape(self) -> tuple:
@@ -177,4 +209,7 @@ def format_spec(w: Workload) -> str:
         fields += [two(w.kernel_h, w.kernel_w, "x"), two(w.pad_h, w.pad_w, "/"),
                    two(w.stride_h, w.stride_w, "/")]
         s = f"{_SHORT_NAMES[w.template]}:{','.join(fields)}"
+    if w.epilogue == REQUANT:  # not parseable: a network layer, built in code
+        q = w.requant
+        return f"{s};epilogue=requant(shift={q.shift},lo={q.lo},hi={q.hi})"
     return s if w.epilogue == "shift_clip" else f"{s};epilogue={w.epilogue}"
