@@ -10,7 +10,7 @@ PKG = ROOT / "vtatune"
 
 #: bottom to top; a package may import only those before it (and itself)
 LAYERS = ["errors", "_version", "_hw", "hardware", "sim", "board", "workloads", "space", "compiler", "db",
-          "task", "measure", "tuning", "validity", "autotune", "study", "backends", "cli",
+          "task", "measure", "tuning", "validity", "autotune", "study", "backends", "network", "cli",
           "__main__"]
 
 
