@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..compiler.program import Program, compile_program
 from ..compiler.reference import reference
 from ..errors import ConfigurationError
 from ..sim.dram import Dram
+from ..workloads.workload import DENSE
 from ..sim.simulators import create_simulator
 from ..space import ConfigEntity
 from ..task import VtaTask
@@ -119,6 +120,49 @@ def run_program(program: Program, inputs: dict[str, np.ndarray], target: Runner 
                 **options: Any) -> Execution:
     """Execute a compiled program on a target (``options``: ``functional``, ``trace``)."""
     return runner_for(target).execute(program, inputs, **options)
+
+
+def packed_output_shape(program: Program) -> tuple[int, ...]:
+    """The output region's packed layout: (N/B, CO/BO, OH, OW, B, BO), dense (N/B, CO/BO, B, BO)."""
+    wl, hw = program.workload, program.hw
+    lead = (wl.batch // hw.batch, wl.out_channels // hw.block_out)
+    if wl.template == DENSE:
+        return lead + (hw.batch, hw.block_out)
+    return lead + (wl.out_height, wl.out_width, hw.batch, hw.block_out)
+
+
+class _PackedLowering:
+    """The program's lowering, except that inputs arrive packed and the output stays packed."""
+
+    def __init__(self, lowering: Any, out_shape: tuple[int, ...]):
+        self._lowering, self._out_shape = lowering, out_shape
+
+    def pack_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return inputs
+
+    def unpack_output(self, raw: np.ndarray) -> np.ndarray:
+        return raw.reshape(self._out_shape)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lowering, name)
+
+
+def run_packed(program: Program, packed: dict[str, np.ndarray], target: Runner | str = "fsim",
+               **options: Any) -> Execution:
+    """Execute ``program`` on inputs already in VTA's packed DRAM layouts (``data``,
+    ``kernel``, ``bias`` as ``compiler.packing`` makes them; their bytes are written to the
+    regions as they are); the ``Execution``'s output stays packed (``packed_output_shape``).
+    A network deploys its layers this way: no layout conversion per layer on the host."""
+    low = program.extra["lowering"]
+    for name, arr in packed.items():
+        nbytes = program.regions[name][1] if name in program.regions else None
+        if nbytes is None or arr.nbytes > nbytes:
+            raise ConfigurationError(name, f"packed input {name!r} ({arr.nbytes} bytes) does "
+                                           "not fit the program's regions")
+    view = replace(program, extra={**program.extra,
+                                   "lowering": _PackedLowering(low, packed_output_shape(program))})
+    return runner_for(target).execute(view, {k: np.ascontiguousarray(v) for k, v in packed.items()},
+                                      **options)
 
 
 def expected_output(program: Program, inputs: dict[str, np.ndarray]) -> np.ndarray:
