@@ -227,3 +227,28 @@ def test_no_records_falls_back_to_the_first_valid_configuration(db):
     other = tuning_task(dataclasses.replace(BIG, batch=4), HW48)
     add(db, other, 0, 0.001, "tsim/single/default/0123abcd")
     assert select_config(db, task, BIG, HW).kind == FALLBACK
+
+
+def test_tophub_records_without_times_apply_in_log_order(db):
+    """TopHub's log ships here with its times withheld (cost 0: never a best record); its
+    configurations still apply, after every timed record, as AutoTVM would apply them."""
+    import pathlib
+
+    from vtatune.db import import_log
+    from vtatune.workloads.suites import get_workload
+    log = pathlib.Path(__file__).parents[1] / "data" / "autotvm" / "tophub_vta_v0.10.log"
+    import_log(db, log)
+    c2 = dataclasses.replace(get_workload("resnet18.C2", HW), epilogue="requant",
+                             requant=Requant(8, 0, 127), name="layer1.0.conv1")
+    task = tuning_task(c2, HW)
+    choice = select_config(db, task, c2, HW)
+    assert choice.kind == TUNED and choice.record["source"] == "imported"
+    assert choice.record["cost_s"] is None and "withheld" in choice.note
+    tophub = [r for r in db.records(task.key, HW.name) if r.ok]
+    entity, _ = task.space.apply_entity(tophub[0].config)
+    assert choice.index == entity.index
+    # a timed record of any kind ranks before it
+    other = next(i for i in range(task.space.size) if i != choice.index and
+                 verdict(c2, task.config(i).knobs, HW, task.profile, task.sync)[0])
+    add(db, task, other, 0.5, "import", source="imported")
+    assert select_config(db, task, c2, HW).index == other

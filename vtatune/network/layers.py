@@ -5,7 +5,8 @@ the records database: the successful measured or imported record of the layer's 
 the lowest mean cost wins; its entity is applied as AutoTVM applies it.  Costs are ranked
 within one kind of runner at a time, most trustworthy first: boards (``pynq/...``), then
 tsim (``tsim/...``), then imported logs (``import``, e.g. TopHub); fsim wall times are never
-ranked (they are no hardware time).  A layer of a network differs from the tuned task in its
+ranked (they are no hardware time).  Imported records whose time was withheld (a log shipped
+without its times, cost 0) come last, in log order — AutoTVM would apply them too.  A layer of a network differs from the tuned task in its
 epilogue: the bias is loaded into the accumulator buffer and the shift/clip are arbitrary
 (``requant``), so a tuned configuration may not fit any more; the winner is checked to
 compile with the layer's own epilogue, and the next best is tried when it does not.  With no
@@ -42,6 +43,8 @@ from ..workloads.workload import DENSE, Workload
 
 #: runner kinds whose costs rank configurations, most trustworthy first
 SOURCE_ORDER = ("pynq", "tsim", "import")
+#: the last tier: imported records without a time (a log shipped with its times withheld)
+WITHHELD = "import (time withheld)"
 TUNED = "tuned"
 FALLBACK = "fallback"
 
@@ -74,7 +77,9 @@ class ConfigChoice:
 
 
 def _record_summary(rec: Any) -> dict:
-    return {"runner": rec.runner, "source": rec.source, "cost_s": rec.mean_cost,
+    cost = rec.mean_cost
+    return {"runner": rec.runner, "source": rec.source,
+            "cost_s": cost if cost != float("inf") else None,
             "config_index": rec.config_index, "session": rec.session,
             "timestamp": rec.timestamp}
 
@@ -107,8 +112,12 @@ def select_config(db: Any, task: VtaTask, wl_requant: Workload, hw: HwConfig, *,
     tried: set[int] = set()
     searched = []
     if db is not None:
-        for prefix in sources:
-            recs = db.best(task.key, hw.name, k=limit, runner_prefix=prefix)
+        tiers = [(prefix, db.best(task.key, hw.name, k=limit, runner_prefix=prefix))
+                 for prefix in sources]
+        if "import" in sources:  # imported lines whose time was withheld (cost 0): log order
+            tiers.append((WITHHELD, [r for r in db.records(task.key, hw.name, source="imported")
+                                     if r.ok and r.mean_cost == float("inf")][:limit]))
+        for prefix, recs in tiers:
             searched.append(f"{len(recs)} {prefix}")
             for rec in recs:
                 try:
@@ -126,7 +135,9 @@ def select_config(db: Any, task: VtaTask, wl_requant: Workload, hw: HwConfig, *,
                                     "reason": f"does not compile with the requant epilogue: "
                                               f"{reason}: {message}"})
                     continue
-                note = f"best {prefix} record"
+                note = (f"best {prefix} record" if prefix != WITHHELD else
+                        "first imported record in log order (its time was withheld, so it "
+                        "is ranked after every timed record)")
                 if skipped:
                     note += f" after {len(skipped)} better record(s) that do not fit"
                 return ConfigChoice(entity.index, dict(entity.knobs), TUNED, _record_summary(rec),
