@@ -5,11 +5,11 @@ import argparse
 import sys
 
 from ..errors import CLIUsageError, VtatuneError
-from . import (compile_cmd, demo_cmd, disasm_cmd, hw_cmd, sim_cmd, space_cmd, study_cmd, tune_cmd,
-               tvm_cmd, validity_cmd, workloads_cmd, board_cmd)
+from . import (compile_cmd, demo_cmd, deploy_cmd, disasm_cmd, hw_cmd, sim_cmd, space_cmd, study_cmd,
+               tune_cmd, tvm_cmd, validity_cmd, workloads_cmd, board_cmd)
 
 COMMANDS = (hw_cmd, disasm_cmd, sim_cmd, demo_cmd, workloads_cmd, space_cmd, compile_cmd, tune_cmd,
-            validity_cmd, study_cmd, tvm_cmd, board_cmd)
+            validity_cmd, study_cmd, tvm_cmd, board_cmd, deploy_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
