@@ -183,3 +183,29 @@ def test_deploy_cli(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "DIFFERS from the int8 reference" in captured.out
     assert captured.err.strip().startswith("vtatune: DeployMismatchError: the output differs")
+
+
+def test_on_a_loopback_board_server_with_the_fsim_backend(tmp_path, monkeypatch):
+    """pynq:// runs every VTA layer on the board server; a server with the fsim backend has
+    no hardware time, and the report says so instead of printing simulator wall times."""
+    import io
+    import threading
+
+    from vtatune.board.backends import create_backend
+    from vtatune.board.server import BoardServer
+    from vtatune.measure.board_runner import BoardRunner
+
+    monkeypatch.setenv("VTATUNE_CACHE_DIR", str(tmp_path))
+    server = BoardServer(create_backend("fsim", hw=HW), log_file=io.StringIO())
+    th = threading.Thread(target=server.serve_forever, kwargs={"poll_s": 0.05}, daemon=True)
+    th.start()
+    try:
+        runner = BoardRunner.from_target(f"pynq://127.0.0.1:{server.port}")
+        r = deploy(toy_resnet(res=16), hw=HW, target=runner)
+    finally:
+        server.stop()
+        th.join(10)
+    assert r.bit_exact and r.target == f"pynq://127.0.0.1:{server.port}"
+    assert len(r.layers) == 6 and all(x.vta_s is None for x in r.layers)
+    assert "fsim backend" in r.vta_time_meaning
+    assert all(x.default_vta_s is None for x in r.layers)  # no gains without a hardware time

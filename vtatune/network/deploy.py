@@ -204,7 +204,8 @@ class DeployReport:
                 dur = lay.vta_s if lay.vta_s is not None else lay.host_s
                 args = {"op": e.op, "workload": lay.workload, "config": lay.config["index"],
                         "config_kind": lay.config["kind"],
-                        "time": "VTA time" if lay.vta_s is not None else "fsim wall time"}
+                        "time": "VTA time" if lay.vta_s is not None else
+                        "host wall time of the call (the target gives no hardware time)"}
                 out.append({"ph": "X", "pid": 1, "tid": 1, "name": e.name, "cat": "vta",
                             "ts": t1 * 1e6, "dur": dur * 1e6, "args": args})
                 t1 += dur
@@ -404,8 +405,8 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
     sync, profile = sync or DEFAULT_SYNC, profile or DEFAULT_PROFILE
     hw = hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
     runner = runner_for(target)
-    kind = getattr(runner, "kind", "")
-    timing = kind != "fsim"
+    time_source, meaning = _time_source(runner)
+    timing = time_source is not None
     gains = timing if gains is None else bool(gains and timing)
     opened = None
     if isinstance(db, str):
@@ -460,7 +461,8 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
         diff = np.abs(out.astype(np.int32) - ref.astype(np.int32))
         mismatches, max_diff = int((diff != 0).sum()), int(diff.max(initial=0))
         report = _report(qg, hw, runner, model, xq, out, placements, layers, choices, events,
-                         host_s, build_s, mismatches, max_diff, seed, gains, sync, profile)
+                         host_s, build_s, mismatches, max_diff, seed, gains, sync, profile,
+                         timing, meaning)
         report.float_check = _float_check(float_graph, xf, out, qg.node(qg.output).frac)
         if trace:
             report.write_trace(trace)
@@ -470,12 +472,31 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
             opened.close()
 
 
-def _report(qg, hw, runner, model, xq, out, placements, layers, choices, events, host_s,
-            build_s, mismatches, max_diff, seed, gains, sync, profile) -> DeployReport:
+def _time_source(runner: Any) -> tuple[str | None, str]:
+    """What a target's VTA time is: (``"tsim"`` / ``"pynq"`` or None when it has none, the
+    sentence the report prints).  A board server's backend decides for ``pynq://``."""
     kind = getattr(runner, "kind", "")
-    meaning = {"fsim": "none (fsim is a functional simulator: no hardware time)",
-               "tsim": "tsim's simulated latency of each layer call (cycle model)"}.get(
-        kind, f"{kind}: {getattr(runner, 'cost_meaning', '')}")
+    if kind == "fsim":
+        return None, "none (fsim is a functional simulator: no hardware time)"
+    if kind == "tsim":
+        return "tsim", "tsim's simulated latency of each layer call (cycle model)"
+    if kind == "pynq":
+        infos = runner.board_infos(tolerate_unreachable=True)
+        backend = next(iter(infos.values())).get("backend") or "pynq"
+        if backend == "fsim":
+            return None, (f"none (the board server of {runner.target} runs the fsim backend: "
+                          "its times are simulator wall times, not hardware times)")
+        if backend == "tsim":
+            return "tsim", (f"tsim's simulated latency, from the board server of "
+                            f"{runner.target} (tsim backend)")
+        return "pynq", f"board time: {runner.cost_meaning}"
+    return kind, f"{kind}: {getattr(runner, 'cost_meaning', '')}"
+
+
+def _report(qg, hw, runner, model, xq, out, placements, layers, choices, events, host_s,
+            build_s, mismatches, max_diff, seed, gains, sync, profile, timing,
+            meaning) -> DeployReport:
+    kind = getattr(runner, "kind", "")
     vta_events = {e.name: e for e in events if e.kind == "vta"}
     default_cache: dict = {}
     layer_reports = []
@@ -487,8 +508,8 @@ def _report(qg, hw, runner, model, xq, out, placements, layers, choices, events,
         ev = vta_events.get(p.node)
         t = ev.timing if ev is not None else None
         rep = LayerReport(p.node, p.op, p.workload.spec, p.workload.template, p.reason,
-                          choice.to_dict(), vta_s=None if t is None else t.vta_s,
-                          cycles=None if t is None else t.cycles,
+                          choice.to_dict(), vta_s=None if t is None or not timing else t.vta_s,
+                          cycles=None if t is None or not timing else t.cycles,
                           host_s=None if t is None else t.wall_s)
         if rep.vta_s:
             rep.gops = p.workload.flops / rep.vta_s / 1e9
