@@ -2,9 +2,9 @@
 (``reference.run_int``): the zoo's ResNet-18 at reduced resolution on fsim (1x16, and 4x8 at
 batch 4), hand-built graphs with what VTA cannot run (reported, on the CPU) and what does not
 divide by the block (padded), tsim timing with tuned records, the Chrome trace, the CLI."""
+import itertools
 import json
 
-import numpy as np
 import pytest
 
 try:
@@ -115,7 +115,6 @@ def test_tsim_with_tuned_records_reports_times_gains_and_a_trace(tmp_path):
     from vtatune.db import open_db
     from vtatune.network.layers import default_config, tuning_task
     from vtatune.network.partition import partition
-    from vtatune.task import VtaTask
 
     g = toy_resnet(res=16)
     db = open_db(f"sqlite:///{tmp_path / 'r.db'}")
@@ -150,7 +149,7 @@ def test_tsim_with_tuned_records_reports_times_gains_and_a_trace(tmp_path):
     assert {e["pid"] for e in xs} == {1, 2} and {e["tid"] for e in xs} == {1, 2}
     run = sorted((e for e in xs if e["pid"] == 1), key=lambda e: e["ts"])
     assert [e["name"] for e in run if e["tid"] == 1] == [x.node for x in r.layers]
-    for a, b in zip(run, run[1:]):  # one after the other, as they ran
+    for a, b in itertools.pairwise(run):  # one after the other, as they ran
         assert b["ts"] == pytest.approx(a["ts"] + a["dur"])
     vta = {e["name"]: e for e in run if e["tid"] == 1}
     assert vta["b1c1"]["dur"] == pytest.approx(lay["b1c1"].vta_s * 1e6)
@@ -176,7 +175,7 @@ def test_deploy_cli(tmp_path, capsys, monkeypatch):
     assert main(["deploy", "toy:res=8", "--target", "asic"]) == 1
     assert "unknown measurement target" in capsys.readouterr().err
     # an output that differs from the reference: exit 1, said in one line
-    import vtatune.network.reference as reference
+    from vtatune.network import reference
     real = reference.run_int
     monkeypatch.setattr(reference, "run_int", lambda g, x: real(g, x) + 1)
     assert main(["deploy", "toy:res=8"]) == 1

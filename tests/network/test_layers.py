@@ -11,8 +11,14 @@ import pytest
 
 from vtatune.compiler.sweep import verdict
 from vtatune.hardware.config import HwConfig
-from vtatune.network.layers import (FALLBACK, TUNED, VtaLayer, default_config, select_config,
-                                    tuning_task)
+from vtatune.network.layers import (
+    FALLBACK,
+    TUNED,
+    VtaLayer,
+    default_config,
+    select_config,
+    tuning_task,
+)
 from vtatune.workloads.workload import CONV2D, DENSE, GROUP_CONV2D, Requant, Workload
 
 HW = HwConfig.load()
@@ -32,7 +38,7 @@ def unpack_nchw(p):
 
 
 def conv_requant(x, wt, bias, stride, pad, groups, q):
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     o, cg, kh, kw = wt.shape
     xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
@@ -58,7 +64,7 @@ def layer(wl, hw, seed, target="fsim", out_channels=None):
     wt = rng.integers(-127, 128, shape, dtype=np.int8)
     bias = rng.integers(-3000, 3000, o, dtype=np.int32)
     task = tuning_task(wl, hw)
-    index, knobs = default_config(task, wl, hw)
+    _, knobs = default_config(task, wl, hw)
     return VtaLayer(wl.name or "l", wl, knobs, hw, wt, bias, target=target), wt, bias
 
 
@@ -105,7 +111,7 @@ def test_tsim_layer_gives_the_simulated_latency_and_the_same_bytes():
     q = Requant(9, 0, 127)
     wl = Workload(CONV2D, 8, 8, 16, 32, 3, 3, 1, 1, 1, 1, batch=1, epilogue="requant",
                   requant=q, name="t")
-    fs, wt, bias = layer(wl, HW, 7)
+    fs, _, _ = layer(wl, HW, 7)
     ts, _, _ = layer(wl, HW, 7, target="tsim")
     x = pack_nchw(np.random.default_rng(8).integers(-128, 128, (1, 16, 8, 8), dtype=np.int8), 1, 16)
     a, _ = fs.run(x)

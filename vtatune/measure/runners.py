@@ -32,10 +32,10 @@ from ..compiler.program import Program, compile_program
 from ..compiler.reference import reference
 from ..errors import ConfigurationError
 from ..sim.dram import Dram
-from ..workloads.workload import DENSE
 from ..sim.simulators import create_simulator
 from ..space import ConfigEntity
 from ..task import VtaTask
+from ..workloads.workload import DENSE
 from .base import Execution, Runner
 
 

@@ -40,9 +40,16 @@ from ..errors import ConfigurationError, VtatuneError
 from ..hardware.config import HwConfig
 from ..measure.runners import runner_for
 from .graph import Graph, Node, quantize_input
-from .layers import FALLBACK, TUNED, NoValidConfigError, VtaLayer, default_config, \
-    select_config, tuning_task
-from .partition import Placement, on_cpu, partition
+from .layers import (
+    FALLBACK,
+    TUNED,
+    NoValidConfigError,
+    VtaLayer,
+    default_config,
+    select_config,
+    tuning_task,
+)
+from .partition import on_cpu, partition
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +324,7 @@ def _host_name() -> str:
     try:
         import tvm
         cpu = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")()
-    except Exception:  # tvm missing is reported where it is needed, not here
+    except (ImportError, ValueError, AttributeError):  # tvm is checked where it is needed
         cpu = platform.processor() or "?"
     return f"{platform.machine()} {cpu}, LLVM-compiled Relax VM"
 
@@ -399,8 +406,8 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
     records database or its URL (None: every layer runs the default configuration);
     ``gains``: time the default configuration of every tuned layer too (default: on timing
     targets); ``trace``: write a Chrome trace there."""
-    from ..task import DEFAULT_SYNC
     from ..compiler.profiles import DEFAULT_PROFILE
+    from ..task import DEFAULT_SYNC
     from .relax_build import build_network
     sync, profile = sync or DEFAULT_SYNC, profile or DEFAULT_PROFILE
     hw = hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
@@ -503,7 +510,6 @@ def _report(qg, hw, runner, model, xq, out, placements, layers, choices, events,
     for p in placements:
         if not p.on_vta:
             continue
-        lay = layers[p.node]
         task, choice = choices[p.node]
         ev = vta_events.get(p.node)
         t = ev.timing if ev is not None else None

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -191,8 +192,8 @@ class VtaLayer:
                  weight: np.ndarray, bias: np.ndarray, *, target: Runner | str = "fsim",
                  sync: str | None = None, profile: str | None = None,
                  choice: ConfigChoice | None = None, program: Program | None = None):
-        from ..task import DEFAULT_SYNC
         from ..compiler.profiles import DEFAULT_PROFILE
+        from ..task import DEFAULT_SYNC
         if workload.epilogue != "requant":
             raise ConfigurationError("workload", f"layer {name}: a network layer has the "
                                                  f"requant epilogue, got {workload.epilogue!r}")

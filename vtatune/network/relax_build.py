@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -123,7 +123,6 @@ class NetworkModule:
 
     # ------------------------------------------------------------------ building
     def _build(self):
-        import tvm
         from tvm import relax
 
         g, hw = self.graph, self.hw
@@ -361,10 +360,7 @@ class NetworkModule:
         """Unregister this module's packed functions."""
         import tvm_ffi
         for name in self._funcs:
-            try:
-                tvm_ffi.remove_global_func(name)
-            except Exception:  # already gone: nothing to release
-                pass
+            tvm_ffi.remove_global_func(name)  # a name already gone is no error
         self._funcs.clear()
 
 
