@@ -17,6 +17,7 @@ from vtatune.network.layers import (
     VtaLayer,
     default_config,
     select_config,
+    task_keys,
     tuning_task,
 )
 from vtatune.workloads.workload import CONV2D, DENSE, GROUP_CONV2D, Requant, Workload
@@ -258,3 +259,11 @@ def test_tophub_records_without_times_apply_in_log_order(db):
                  verdict(c2, task.config(i).knobs, HW, task.profile, task.sync)[0])
     add(db, task, other, 0.5, "import", source="imported")
     assert select_config(db, task, c2, HW).index == other
+    # TopHub's 4x8 strided layers are logged with the older 8-argument conv2d signature
+    c3 = dataclasses.replace(get_workload("resnet18.C3", HW48), batch=4, epilogue="requant",
+                             requant=Requant(8, 0, 127))
+    task = tuning_task(c3, HW48)
+    assert not db.records(task.key, HW48.name) and len(task_keys(task)) == 2
+    assert '"NCHW4n8c","NCHW4n8c"' in task_keys(task)[1]
+    choice = select_config(db, task, c3, HW48)
+    assert choice.kind == TUNED and choice.record["source"] == "imported"

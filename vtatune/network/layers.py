@@ -35,12 +35,13 @@ import numpy as np
 from ..compiler import packing
 from ..compiler.program import Program, compile_program
 from ..compiler.sweep import verdict
+from ..db.records import split_workload_key, workload_key
 from ..errors import ConfigurationError, VtatuneError
 from ..hardware.config import HwConfig
 from ..measure.base import Runner
 from ..measure.runners import packed_output_shape, run_packed, runner_for
 from ..task import VtaTask
-from ..workloads.workload import DENSE, Workload
+from ..workloads.workload import CONV2D, DENSE, Workload
 
 #: runner kinds whose costs rank configurations, most trustworthy first
 SOURCE_ORDER = ("pynq", "tsim", "import")
@@ -59,6 +60,17 @@ def tuning_task(wl: Workload, hw: HwConfig, **task_options: Any) -> VtaTask:
     key is the AutoTVM/TopHub key of that shape."""
     return VtaTask.create(dataclasses.replace(wl, epilogue="shift_clip", requant=None),
                           hw, **task_options)
+
+
+def task_keys(task: VtaTask) -> list[str]:
+    """The database keys of ``task``'s records: its AutoTVM key, and for ``conv2d_packed.vta``
+    the older 8-argument signature of the same operator (the layout given twice), which
+    TopHub's 4x8 ResNet-18 records use (``workloads.autotvm.SIGNATURES``)."""
+    keys = [task.key]
+    name, args = split_workload_key(task.key)
+    if name == CONV2D and len(args) == 7:
+        keys.append(workload_key(name, args[:6] + [args[5]] + args[6:]))
+    return keys
 
 
 @dataclass
@@ -113,10 +125,16 @@ def select_config(db: Any, task: VtaTask, wl_requant: Workload, hw: HwConfig, *,
     tried: set[int] = set()
     searched = []
     if db is not None:
-        tiers = [(prefix, db.best(task.key, hw.name, k=limit, runner_prefix=prefix))
-                 for prefix in sources]
+        keys = task_keys(task)
+        tiers = []
+        for prefix in sources:
+            recs = [r for key in keys
+                    for r in db.best(key, hw.name, k=limit, runner_prefix=prefix)]
+            recs.sort(key=lambda r: r.mean_cost)  # stable: the primary key's first on ties
+            tiers.append((prefix, recs[:limit]))
         if "import" in sources:  # imported lines whose time was withheld (cost 0): log order
-            tiers.append((WITHHELD, [r for r in db.records(task.key, hw.name, source="imported")
+            tiers.append((WITHHELD, [r for key in keys
+                                     for r in db.records(key, hw.name, source="imported")
                                      if r.ok and r.mean_cost == float("inf")][:limit]))
         for prefix, recs in tiers:
             searched.append(f"{len(recs)} {prefix}")
