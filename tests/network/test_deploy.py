@@ -154,6 +154,9 @@ def test_tsim_with_tuned_records_reports_times_gains_and_a_trace(tmp_path):
     vta = {e["name"]: e for e in run if e["tid"] == 1}
     assert vta["b1c1"]["dur"] == pytest.approx(lay["b1c1"].vta_s * 1e6)
     json.dumps(r.to_dict())  # the --json report is plain JSON
+    rows = {line.split()[0]: line.split() for line in r.format().splitlines() if line.strip()}
+    assert rows["b1c1"][2:5] == [str(best), "tuned", "tsim"]
+    assert rows["b2c1"][3:5] == ["fallback", "default"]
 
 
 def test_deploy_cli(tmp_path, capsys, monkeypatch):

@@ -253,13 +253,18 @@ class DeployReport:
         lines.append(f"VTA time: {self.vta_time_meaning}")
         lines.append("")
         lines.append(f"{'VTA layer':<22} {'workload':<34} {'config':>8} {'kind':<8} "
-                     f"{'VTA ms':>9} {'GOPS':>6} {'default ms':>10} {'gain':>6}")
+                     f"{'from':<8} {'VTA ms':>9} {'GOPS':>6} {'default ms':>10} {'gain':>6}")
         for lay in self.layers:
             gain = "-" if lay.gain is None else f"{lay.gain:.2f}x"
             gops = "-" if lay.gops is None else f"{lay.gops:.1f}"
             lines.append(f"{lay.node:<22} {lay.workload.split(';')[0]:<34} "
-                         f"{lay.config['index']:>8} {lay.config['kind']:<8} {ms(lay.vta_s):>9} "
+                         f"{lay.config['index']:>8} {lay.config['kind']:<8} "
+                         f"{_source(lay.config.get('record')):<8} {ms(lay.vta_s):>9} "
                          f"{gops:>6} {ms(lay.default_vta_s):>10} {gain:>6}")
+        if any(lay.config.get("record") and lay.config["record"]["cost_s"] is None
+               for lay in self.layers):
+            lines.append("(import*: an imported record whose time was withheld, applied in "
+                         "log order after every timed record)")
         lines.append("")
         lines.append(f"{'CPU segment':<34} {'op':<16} {'layout':<7} {'Mops':>9} "
                      f"{'host ms':>9} {'A9 est ms':>10}")
@@ -299,6 +304,15 @@ class DeployReport:
 
 
 # ---------------------------------------------------------------------- helpers
+def _source(record: dict | None) -> str:
+    """Where a layer's configuration came from, in a word: the record's runner kind
+    (``import*``: imported without a time), or ``default``."""
+    if not record:
+        return "default"
+    kind = (record.get("runner") or record.get("source") or "?").split("/")[0]
+    return kind + ("*" if record.get("cost_s") is None else "")
+
+
 def op_count(node: Node, graph: Graph) -> int:
     """Operations of a CPU node (A9 estimate): MACs of conv2d/dense, one per input element
     read of pools and adds."""
