@@ -23,8 +23,16 @@ from .common import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tune", help="tune a workload (or every workload of a suite)")
-    p.add_argument("workload", metavar="WORKLOAD|SUITE")
+    p = sub.add_parser("tune", help="tune a workload, every workload of a suite, or every VTA "
+                                    "layer of a model")
+    p.add_argument("workload", metavar="WORKLOAD|SUITE|MODEL",
+                   help="a workload (resnet18.C5, a spec string), a suite (resnet18, deepbench), "
+                        "or a model: a zoo spec (resnet50, resnet18:res=224, mobilenetv2) or an "
+                        ".onnx file, whose VTA layers are tuned, one task per distinct shape "
+                        "(docs/deploy.md); a suite name wins over a model name unless --model")
+    p.add_argument("--model", action="store_true",
+                   help="read WORKLOAD as a model even when it is also a suite's name (resnet18)")
+    p.add_argument("--batch", type=int, default=None, help="a model's batch (default the model's)")
     p.add_argument("--target", default="tsim", help="measurement target: tsim, fsim or board "
                    "servers pynq://HOST:PORT[,HOST:PORT...] (default tsim)")
     p.add_argument("--tuner", default="xgb", help="random, grid, ga, xgb (default xgb)")
@@ -110,13 +118,47 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_history)
 
 
+def is_model(name: str, force: bool = False) -> bool:
+    """Whether a ``tune`` argument names a model (a zoo spec or an .onnx file)."""
+    from ..workloads.suites import list_suites
+    if name.lower().endswith(".onnx"):
+        return True
+    if name in list_suites() and not force:
+        return False
+    from ..backends.tvm import zoo
+    return force or name.partition(":")[0] in zoo.MODELS
+
+
 def _tasks(name: str, args):
-    """The tasks a ``tune`` argument names: every offloadable workload of a suite, or one."""
+    """The tasks a ``tune`` argument names: every offloadable workload of a suite, every VTA
+    layer shape of a model, or one workload."""
     from ..task import VtaTask
     from ..workloads.suites import list_suites, suite
     hw = load_hw(args)
+    if is_model(name, args.model):
+        return _model_tasks(name, args, hw)
+    if args.batch is not None:
+        raise CLIUsageError("--batch is for models (a workload spec carries its own batch)")
     refs = [w for w in suite(name) if w.offloadable] if name in list_suites() else [name]
     return [VtaTask.create(ref, hw, sync=args.sync, profile=args.profile) for ref in refs]
+
+
+def _model_tasks(name: str, args, hw):
+    from ..network.tasks import network_tasks
+    if args.batch is not None:
+        positive(args.batch, "--batch")
+    tasks, placements, model = network_tasks(name, hw, batch=args.batch, sync=args.sync,
+                                             profile=args.profile)
+    if not args.json:
+        on_vta = sum(p.on_vta for p in placements)
+        print(f"{model}: {on_vta} layers on VTA in {len(tasks)} tasks (one per shape); "
+              f"on the CPU:", file=sys.stderr)
+        for p in placements:
+            if not p.on_vta and p.op in ("conv2d", "dense"):
+                print(f"  {p.node}: {p.reason}", file=sys.stderr)
+        for t in tasks:
+            print(f"  task {t.task.workload.spec}: {', '.join(t.layers)}", file=sys.stderr)
+    return [t.task for t in tasks]
 
 
 def _task(args):
