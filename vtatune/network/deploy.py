@@ -351,8 +351,9 @@ def _with_batch(spec: str, batch: int | None) -> str:
     return f"{name}:{','.join(parts + [f'batch={batch}'])}"
 
 
-def _load(spec_or_graph: Any, batch: int | None, calib: int, seed: int):
-    """(quantized graph, float graph or None, model name)."""
+def load_quantized(spec_or_graph: Any, batch: int | None = None, calib: int = 4, seed: int = 0):
+    """(quantized graph, float graph or None, model name) of a model spec or a ``Graph``
+    (calibrated on ``calib`` seeded inputs; a quantized graph is taken as it is)."""
     if isinstance(spec_or_graph, Graph):
         g = spec_or_graph
         if batch is not None and g.inputs and g.inputs[0].shape[0] != batch:
@@ -436,7 +437,7 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
     try:
         build_s: dict[str, float] = {}
         t0 = time.perf_counter()
-        qg, float_graph, model = _load(spec_or_graph, batch, calib, seed)
+        qg, float_graph, model = load_quantized(spec_or_graph, batch, calib, seed)
         build_s["load+quantize"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -34,9 +34,9 @@ def network_tasks(spec_or_graph: Any, hw: HwConfig | str | None = None, *,
     model spec (``resnet18:res=224``, an ``.onnx`` path) or a ``Graph``."""
     from ..compiler.profiles import DEFAULT_PROFILE
     from ..task import DEFAULT_SYNC
-    from .deploy import _load as load_quantized
+    from .deploy import load_quantized
     hw = hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
-    qg, _, model = load_quantized(spec_or_graph, batch, 4, 0)
+    qg, _, model = load_quantized(spec_or_graph, batch)
     placements = partition(qg, hw)
     tasks: dict[str, NetworkTask] = {}
     for p in placements:
