@@ -26,18 +26,26 @@ def by_hand(acc: np.ndarray, bias: np.ndarray, q: Requant) -> np.ndarray:
     return np.minimum(np.maximum(s, q.lo), q.hi).astype(np.int8)
 
 
-CASES = [("resnet18.C5", Requant(7, -127, 127)), ("resnet18.C4", Requant(0, 0, 127)),
-         ("resnet18.C10", Requant(12, 0, 6)), ("mobilenet.D3", Requant(9, -127, 127)),
-         ("dense.1", Requant(5, -128, 127))]
+CASES = [("resnet18.C5", Requant(7, -127, 127), False), ("resnet18.C4", Requant(0, 0, 127), False),
+         ("resnet18.C10", Requant(12, 0, 6), False), ("mobilenet.D3", Requant(9, -127, 127), False),
+         ("dense.1", Requant(5, -128, 127), False),
+         # the ALU shifter takes -16..15: 15 is one SHR, 16 and 31 are chains
+         ("dense.1", Requant(15), True), ("dense.1", Requant(16), True),
+         ("resnet18.C10", Requant(31, -128, 127), True), ("resnet18.C11", Requant(20, 0, 127), True)]
 
 
-@pytest.mark.parametrize("name,q", CASES, ids=[c[0] for c in CASES])
-def test_requant_layer_on_fsim_matches_the_int32_arithmetic(name, q):
+@pytest.mark.parametrize("name,q,wrap", CASES,
+                         ids=[f"{c[0]}-shift{c[1].shift}{'-wrap' if c[2] else ''}" for c in CASES])
+def test_requant_layer_on_fsim_matches_the_int32_arithmetic(name, q, wrap):
     hw = HwConfig.load()
     (base, cfg, _), = valid_sample(name, 1, seed=3)
     wl = dataclasses.replace(base, epilogue="requant", requant=q)
     prog = compile_program(wl, cfg.knobs, hw)
     inputs = prog.random_inputs(11)
+    if wrap:  # biases near both int32 limits: acc + bias wraps on many outputs
+        rng = np.random.default_rng(5)
+        big = rng.integers(2**31 - 2**20, 2**31, inputs["bias"].shape, dtype=np.int64)
+        inputs["bias"] = np.where(rng.random(big.shape) < 0.5, big, -big).astype(np.int32)
     x, k, bias = inputs["data"], inputs["kernel"], inputs["bias"]
     if wl.template.startswith("dense"):
         acc = x.astype(np.int64) @ k.astype(np.int64).T
@@ -50,8 +58,15 @@ def test_requant_layer_on_fsim_matches_the_int32_arithmetic(name, q):
     ops = [(i.alu_opcode, i.use_imm, i.imm if i.use_imm else None)
            for i in prog.insns if isinstance(i, AluInsn)]
     runs = [op for j, op in enumerate(ops) if j == 0 or op != ops[j - 1]]  # virtual threads
-    assert runs[:4] == [(AluOp.ADD, 0, None), (AluOp.SHR, 1, q.shift), (AluOp.MIN, 1, q.hi),
-                        (AluOp.MAX, 1, q.lo)]
+    shifts = [15] * (q.shift // 15) + ([q.shift % 15] if q.shift % 15 or q.shift == 0 else [])
+    shrs = [(AluOp.SHR, 1, k) for k in shifts]
+    shrs = [op for j, op in enumerate(shrs) if j == 0 or op != shrs[j - 1]]
+    assert runs[:3 + len(shrs)] == [(AluOp.ADD, 0, None), *shrs, (AluOp.MIN, 1, q.hi),
+                                    (AluOp.MAX, 1, q.lo)]
+    if wrap:  # the case exercised wrapping (else the test would not show it)
+        shape = (1, -1, 1, 1) if acc.ndim == 4 else (1, -1)
+        s = acc.astype(np.int64) + bias.astype(np.int64).reshape(shape)
+        assert ((s > 2**31 - 1) | (s < -2**31)).any()
 
 
 def test_requant_must_match_its_epilogue():

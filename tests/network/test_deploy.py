@@ -5,6 +5,7 @@ divide by the block (padded), tsim timing with tuned records, the Chrome trace, 
 import itertools
 import json
 
+import numpy as np
 import pytest
 
 try:
@@ -211,3 +212,37 @@ def test_on_a_loopback_board_server_with_the_fsim_backend(tmp_path, monkeypatch)
     assert len(r.layers) == 6 and all(x.vta_s is None for x in r.layers)
     assert "fsim backend" in r.vta_time_meaning
     assert all(x.default_vta_s is None for x in r.layers)  # no gains without a hardware time
+
+
+def test_a_shift_beyond_int32_is_refused_before_anything_is_built():
+    from vtatune.errors import ConfigurationError
+    from vtatune.network.deploy import deploy
+
+    from .test_partition import Builder
+    b = Builder((1, 16, 4, 4))
+    b.conv("big", "x", 16, shift=40)
+    with pytest.raises(ConfigurationError) as ei:
+        deploy(b.graph("big"), target="fsim")
+    assert ei.value.field == "shift" and "40" in str(ei.value)
+
+
+def test_two_inputs_and_a_dense_on_an_image_are_refused_naming_the_field():
+    from vtatune.errors import ConfigurationError
+    from vtatune.network.graph import Graph, Node
+    from vtatune.network.partition import partition
+
+    from .test_partition import Builder
+    b = Builder((1, 16, 4, 4))
+    b.nodes.append(Node("y", "input", (), (1, 16, 4, 4), frac=5))
+    b.add("s", "x", "y")
+    with pytest.raises(ConfigurationError) as ei:
+        deploy(b.graph("s"), target="fsim")
+    assert ei.value.field == "model" and "2 inputs" in str(ei.value)
+    b = Builder((1, 16, 4, 4))
+    wt = np.ones((16, 256), np.int8)
+    b.nodes.append(Node("d", "dense", ("x",), (1, 16), {"act": "none", "shift": 1, "lo": -127,
+                                                        "hi": 127},
+                        {"weight": wt, "bias": np.zeros(16, np.int32)}, frac=5))
+    with pytest.raises(ConfigurationError) as ei:
+        partition(Graph(b.nodes, "d", quantized=True), HW)
+    assert ei.value.field == "shape" and "(1, 16, 4, 4)" in str(ei.value)

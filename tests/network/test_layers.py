@@ -178,25 +178,41 @@ def test_the_tuning_task_has_the_autotvm_key():
     assert VtaTask.create(plain, HW).key == task.key
 
 
+def tsim_label(task):
+    """The tsim runner label written out: tsim/<sync>/<profile>/<timing fingerprint>."""
+    from vtatune.measure.runners import timing_fingerprint
+    return f"tsim/{task.sync}/{task.profile}/{timing_fingerprint(task.hw)}"
+
+
+def stale(task):
+    return f"tsim/{task.sync}/{task.profile}/0123abcd"  # an older timing model
+
+
 def test_the_best_record_is_chosen_boards_first(db):
     task = tuning_task(BIG, HW)
     valid = [i for i in range(task.space.size)
-             if verdict(BIG, task.config(i).knobs, HW, task.profile, task.sync)[0]][:6]
-    a, b, c, d, e, f = valid
-    add(db, task, a, 0.003, "tsim/single/default/0123abcd")
-    add(db, task, b, 0.002, "tsim/single/default/0123abcd")   # the best tsim record
-    add(db, task, c, 0.0001, "fsim/single/default")           # fsim: never ranked
-    add(db, task, d, 0.00001, "tsim/single/default/0123abcd", error_no=4)  # failed
+             if verdict(BIG, task.config(i).knobs, HW, task.profile, task.sync)[0]][:7]
+    a, b, c, d, e, f, g = valid
+    add(db, task, a, 0.003, tsim_label(task))
+    add(db, task, b, 0.002, tsim_label(task))   # the best tsim record
+    add(db, task, g, 0.0015, stale(task))        # cheaper, but an older timing model: later tier
+    add(db, task, c, 0.0001, f"fsim/{task.sync}/{task.profile}")    # fsim: never ranked
+    add(db, task, d, 0.00001, tsim_label(task), error_no=4)  # failed
     add(db, task, e, 0.004, "import", source="imported")
     choice = select_config(db, task, BIG, HW)
     assert (choice.kind, choice.index) == (TUNED, b)
     assert choice.record["runner"].startswith("tsim/") and choice.record["cost_s"] == 0.002
     assert choice.knobs == task.config(b).knobs and not choice.skipped
     # a board's measurement wins over any simulated cost
-    add(db, task, f, 0.009, "pynq/1x16_i8w8a32_15_15_18_17/100MHz/single/default")
-    add(db, task, a, 0.0005, "pynq[fsim]/pynq_1x16_i8w8a32_15_15_18_17/unclocked/single/default")
+    add(db, task, f, 0.009, f"pynq/1x16_i8w8a32_15_15_18_17/100MHz/{task.sync}/{task.profile}")
+    add(db, task, a, 0.0005, "pynq[fsim]/pynq_1x16_i8w8a32_15_15_18_17/unclocked/"
+                             f"{task.sync}/{task.profile}")  # a simulator server: not a board
+    add(db, task, c, 0.0004, f"pynq/1x16_i8w8a32_15_15_18_17/100MHz/tvm-0.14-other/x")
     choice = select_config(db, task, BIG, HW)
     assert (choice.kind, choice.index) == (TUNED, f) and choice.record["runner"].startswith("pynq/")
+    # without current tsim records, the stale one is the best simulated cost
+    choice = select_config(db, task, BIG, HW, sources=("tsim-other", "import"))
+    assert (choice.index, choice.record["runner"]) == (g, stale(task))
     # only imported records: the imported one
     choice = select_config(db, task, BIG, HW, sources=("import",))
     assert (choice.kind, choice.index, choice.record["source"]) == (TUNED, e, "imported")
@@ -209,8 +225,8 @@ def test_a_best_that_does_not_fit_the_requant_epilogue_is_skipped(db):
     default_index, _ = default_config(task, BIG, HW)
     second = next(i for i in range(default_index + 1, task.space.size)
                   if verdict(BIG, task.config(i).knobs, HW, task.profile, task.sync)[0])
-    add(db, task, NO_FIT, 0.001, "tsim/single/default/0123abcd")
-    add(db, task, second, 0.002, "tsim/single/default/0123abcd")
+    add(db, task, NO_FIT, 0.001, tsim_label(task))
+    add(db, task, second, 0.002, tsim_label(task))
     choice = select_config(db, task, BIG, HW)
     assert (choice.kind, choice.index) == (TUNED, second)
     assert len(choice.skipped) == 1 and "acc_sram_overflow" in choice.skipped[0]["reason"]
@@ -232,7 +248,7 @@ def test_no_records_falls_back_to_the_first_valid_configuration(db):
     assert none.kind == FALLBACK and "no records database" in none.note
     # records of another hardware configuration do not apply
     other = tuning_task(dataclasses.replace(BIG, batch=4), HW48)
-    add(db, other, 0, 0.001, "tsim/single/default/0123abcd")
+    add(db, other, 0, 0.001, tsim_label(other))
     assert select_config(db, task, BIG, HW).kind == FALLBACK
 
 

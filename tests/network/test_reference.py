@@ -166,3 +166,22 @@ def test_resnet18_node_by_node_against_an_independent_implementation(resnet18_q)
         saturated += int(np.sum(np.abs(got) == 127))
     # the scales leave headroom: hardly any value saturates on a 1.5-sigma-wider input
     assert saturated < 0.01 * sum(v.size for v in vals.values())
+
+
+@pytest.mark.parametrize("attr,value", [("shift", 32), ("shift", -1), ("shift_a", 24),
+                                        ("shift_b", 30), ("lo", -129), ("hi", 128)])
+def test_out_of_range_attributes_are_refused_naming_the_attribute(attr, value):
+    """graph.py's ranges: an int32 shift, an int8 shifted left inside int32, int8 clips."""
+    from vtatune.network.graph import check_quantized
+    x = Node("x", "input", (), (1, 2, 2, 2), frac=4)
+    y = Node("y", "input", (), (1, 2, 2, 2), frac=4)
+    attrs = {"act": "none", "shift_a": 0, "shift_b": 1, "shift": 1, "lo": -127, "hi": 127}
+    attrs[attr] = value
+    g = Graph([x, y, Node("s", "add", ("x", "y"), (1, 2, 2, 2), attrs, frac=3)], "s",
+              quantized=True)
+    for call in (lambda: check_quantized(g),
+                 lambda: run_int(g, {"x": np.zeros((1, 2, 2, 2), np.int8),
+                                     "y": np.zeros((1, 2, 2, 2), np.int8)})):
+        with pytest.raises(ConfigurationError) as ei:
+            call()
+        assert ei.value.field == attr

@@ -135,6 +135,8 @@ def alu_kernel(loops, dst_base: int, src_base: int, opcode: int, imm: int | None
 
 
 # ----------------------------------------------------------------------------- epilogues
+MAX_SHR = 15  # the largest right shift one ALU SHR performs (signed 5-bit amount)
+
 @dataclass(frozen=True)
 class AluStage:
     name: str
@@ -147,10 +149,18 @@ def epilogue_stages(epilogue: str, requant: Requant | None = None) -> list[AluSt
     MIN(hi) then MAX(lo); the final cast to int8 is the STORE's low byte.  ``requant`` (a
     network layer) adds the bias before the shift, as a quantized graph does."""
     if epilogue == REQUANT:
-        return [AluStage("add_bias", AluOp.ADD, None),
-                AluStage("right_shift", AluOp.SHR, requant.shift),
-                AluStage("clip_max", AluOp.MIN, requant.hi),
-                AluStage("clip_min", AluOp.MAX, requant.lo)]
+        # the ALU shifter reads its amount as a signed 5-bit number (-16..15, §2.11): a
+        # larger right shift is a chain of SHRs (arithmetic shifts compose exactly)
+        shifts, left = [], requant.shift
+        while left > MAX_SHR:
+            shifts.append(MAX_SHR)
+            left -= MAX_SHR
+        shifts.append(left)
+        return ([AluStage("add_bias", AluOp.ADD, None)]
+                + [AluStage("right_shift" if k == 0 else f"right_shift_{k}", AluOp.SHR, amount)
+                   for k, amount in enumerate(shifts)]
+                + [AluStage("clip_max", AluOp.MIN, requant.hi),
+                   AluStage("clip_min", AluOp.MAX, requant.lo)])
     shr = AluStage("right_shift", AluOp.SHR, SHIFT)
     if epilogue == "shift_clip":
         return [shr, AluStage("clip_max", AluOp.MIN, 127), AluStage("clip_min", AluOp.MAX, 0)]

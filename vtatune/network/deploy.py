@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import ConfigurationError, VtatuneError
 from ..hardware.config import HwConfig
 from ..measure.runners import runner_for
-from .graph import Graph, Node, quantize_input
+from .graph import Graph, Node, check_quantized, quantize_input
 from .layers import (
     FALLBACK,
     TUNED,
@@ -284,7 +284,8 @@ class DeployReport:
         lines.append(f"VTA total: {ms(tot['vta_s'])} ms"
                      + ("" if tot["vta_default_s"] is None else
                         f" (default configurations: {ms(tot['vta_default_s'])} ms, "
-                        f"gain {tot['vta_gain']:.2f}x)"))
+                        f"gain {tot['vta_gain']:.2f}x; the default is the first valid "
+                        "configuration, AutoTVM's untuned fallback: a weak baseline)"))
         lines.append(f"CPU total: {ms(tot['cpu_host_s'])} ms measured on this host ({self.host}); "
                      f"Cortex-A9 estimate {ms(tot['cpu_a9_est_s'])} ms")
         lines.append(f"  (A9 estimate: {A9_METHOD})")
@@ -351,11 +352,18 @@ def _with_batch(spec: str, batch: int | None) -> str:
     return f"{name}:{','.join(parts + [f'batch={batch}'])}"
 
 
+def _single_input(g: Graph, model: str) -> None:
+    if len(g.inputs) != 1:
+        raise ConfigurationError("model", f"{model} has {len(g.inputs)} inputs; deploy runs "
+                                          "single-input networks")
+
+
 def load_quantized(spec_or_graph: Any, batch: int | None = None, calib: int = 4, seed: int = 0):
     """(quantized graph, float graph or None, model name) of a model spec or a ``Graph``
     (calibrated on ``calib`` seeded inputs; a quantized graph is taken as it is)."""
     if isinstance(spec_or_graph, Graph):
         g = spec_or_graph
+        _single_input(g, g.name or "network")
         if batch is not None and g.inputs and g.inputs[0].shape[0] != batch:
             raise ConfigurationError("batch", f"graph {g.name or '?'} has batch "
                                               f"{g.inputs[0].shape[0]}, not {batch}")
@@ -371,6 +379,7 @@ def load_quantized(spec_or_graph: Any, batch: int | None = None, calib: int = 4,
     onnx = spec_or_graph.lower().endswith(".onnx")
     spec = spec_or_graph if onnx else _with_batch(spec_or_graph, batch)
     graph, example, _ = load_graph(spec)
+    _single_input(graph, spec)
     if batch is not None and graph.inputs[0].shape[0] != batch:
         raise ConfigurationError("batch", f"{spec} has batch {graph.inputs[0].shape[0]}, "
                                           f"not {batch} (an ONNX model's batch is its own)")
@@ -438,6 +447,7 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
         build_s: dict[str, float] = {}
         t0 = time.perf_counter()
         qg, float_graph, model = load_quantized(spec_or_graph, batch, calib, seed)
+        check_quantized(qg)  # before anything is built from it
         build_s["load+quantize"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -464,10 +474,7 @@ def deploy(spec_or_graph: Any, *, hw: HwConfig | str | None = None, target: Any 
         net = build_network(qg, placements, layers, hw, name=model)
         build_s["relax"] = time.perf_counter() - t0
         try:
-            if len(qg.inputs) != 1:
-                raise ConfigurationError("model", f"{model} has {len(qg.inputs)} inputs; "
-                                                  "deploy runs single-input networks")
-            inp = qg.inputs[0]
+            inp = qg.inputs[0]  # one input (load_quantized)
             xf = np.random.default_rng(seed).standard_normal(inp.shape).astype(np.float32)
             xq = quantize_input(xf, inp.frac if inp.frac is not None else 0)
             t0 = time.perf_counter()

@@ -40,6 +40,9 @@ Every tensor is int8 with a power-of-two scale: real value = q * 2**-frac (``Nod
   H * W (floor division; |q| <= 127 holds); frac kept.
 
 The output of the network is the output node's int8 tensor; ``dequantize`` gives reals.
+
+Ranges (``check_quantized``): every ``shift`` is in 0..31 (an int32 shift), ``shift_a`` and
+``shift_b`` in 0..23 (an int8 shifted left stays inside int32), lo <= hi within int8.
 """
 from __future__ import annotations
 
@@ -112,3 +115,26 @@ def quantize_input(x: np.ndarray, frac: int) -> np.ndarray:
 
 def dequantize(q: np.ndarray, frac: int) -> np.ndarray:
     return np.asarray(q, dtype=np.float64) * 2.0 ** -frac
+
+
+#: attribute -> (lowest, highest) value a quantized graph may hold (module docstring)
+_RANGES = {"shift": (0, 31), "shift_a": (0, 23), "shift_b": (0, 23),
+           "lo": (-128, 127), "hi": (-128, 127)}
+
+
+def check_quantized(graph: Graph) -> None:
+    """Refuse a quantized graph whose integer attributes leave their ranges (the field is
+    the attribute's name), so neither the reference nor the deployed module meets them."""
+    if not graph.quantized:
+        raise ConfigurationError("graph", f"graph {graph.name or '?'} is not quantized")
+    for n in graph.nodes:
+        for key, (lo, hi) in _RANGES.items():
+            if key not in n.attrs:
+                continue
+            v = n.attrs[key]
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ConfigurationError(key, f"node {n.name!r} ({n.op}): {key} = {v!r} is "
+                                              f"outside {lo}..{hi}")
+        if "lo" in n.attrs and "hi" in n.attrs and n.attrs["lo"] > n.attrs["hi"]:
+            raise ConfigurationError("lo", f"node {n.name!r}: lo {n.attrs['lo']} > hi "
+                                           f"{n.attrs['hi']}")

@@ -3,9 +3,12 @@
 Configuration selection (``select_config``) has AutoTVM's ``ApplyHistoryBest`` semantics on
 the records database: the successful measured or imported record of the layer's task with
 the lowest mean cost wins; its entity is applied as AutoTVM applies it.  Costs are ranked
-within one kind of runner at a time, most trustworthy first: boards (``pynq/...``), then
-tsim (``tsim/...``), then imported logs (``import``, e.g. TopHub); fsim wall times are never
-ranked (they are no hardware time).  Imported records whose time was withheld (a log shipped
+within one kind of cost at a time, most trustworthy first: boards (``pynq/...`` measured
+with the deploy's token scheme and profile), then tsim with the deploy's token scheme,
+profile and current timing model (its exact runner label), then tsim records of other
+schemes or an older timing model (their costs are not comparable with the current ones),
+then imported logs (``import``, e.g. TopHub); fsim wall times are never ranked (they are no
+hardware time).  Imported records whose time was withheld (a log shipped
 without its times, cost 0) come last, in log order — AutoTVM would apply them too.  A layer of a network differs from the tuned task in its
 epilogue: the bias is loaded into the accumulator buffer and the shift/clip are arbitrary
 (``requant``), so a tuned configuration may not fit any more; the winner is checked to
@@ -44,7 +47,7 @@ from ..task import VtaTask
 from ..workloads.workload import CONV2D, DENSE, Workload
 
 #: runner kinds whose costs rank configurations, most trustworthy first
-SOURCE_ORDER = ("pynq", "tsim", "import")
+SOURCE_ORDER = ("pynq", "tsim", "tsim-other", "import")
 #: the last tier: imported records without a time (a log shipped with its times withheld)
 WITHHELD = "import (time withheld)"
 TUNED = "tuned"
@@ -113,13 +116,28 @@ def default_config(task: VtaTask, wl_requant: Workload, hw: HwConfig, *,
                              f"compiles on {hw.name} (first {n} of {space.size} tried)")
 
 
+def _tier(name: str, task: VtaTask):
+    """(runner prefix for ``db.best``, label filter) of one tier of ``SOURCE_ORDER``."""
+    if name == "pynq":  # pynq/<bitstream>/<clock>/<sync>/<profile>
+        return "pynq", lambda label: label.endswith(f"/{task.sync}/{task.profile}")
+    if name == "tsim":
+        return runner_for("tsim").label(task), lambda label: True
+    if name == "tsim-other":
+        current = runner_for("tsim").label(task)
+        return "tsim", lambda label: label != current
+    if name == "import":
+        return "import", lambda label: True
+    raise ConfigurationError("sources", f"unknown source {name!r}; known: "
+                                        f"{', '.join(SOURCE_ORDER)}")
+
+
 def select_config(db: Any, task: VtaTask, wl_requant: Workload, hw: HwConfig, *,
                   sync: str | None = None, profile: str | None = None,
                   sources: Sequence[str] = SOURCE_ORDER, limit: int = 50) -> ConfigChoice:
     """The configuration a network layer runs (module docstring): the best record of
     ``task.key`` on ``hw`` that compiles with ``wl_requant``'s epilogue, boards' costs first,
-    then tsim's, then imported ones (``sources``: runner prefixes, in order; at most
-    ``limit`` records each); else the default configuration, as ``FALLBACK``."""
+    then tsim's, then imported ones (``sources``: tiers of ``SOURCE_ORDER``, in order; at
+    most ``limit`` records each); else the default configuration, as ``FALLBACK``."""
     sync, profile = sync or task.sync, profile or task.profile
     skipped: list[dict] = []
     tried: set[int] = set()
@@ -127,11 +145,13 @@ def select_config(db: Any, task: VtaTask, wl_requant: Workload, hw: HwConfig, *,
     if db is not None:
         keys = task_keys(task)
         tiers = []
-        for prefix in sources:
+        for name in sources:
+            prefix, keep = _tier(name, task)
             recs = [r for key in keys
-                    for r in db.best(key, hw.name, k=limit, runner_prefix=prefix)]
+                    for r in db.best(key, hw.name, k=4 * limit, runner_prefix=prefix)
+                    if keep(r.runner)]
             recs.sort(key=lambda r: r.mean_cost)  # stable: the primary key's first on ties
-            tiers.append((prefix, recs[:limit]))
+            tiers.append((name, recs[:limit]))
         if "import" in sources:  # imported lines whose time was withheld (cost 0): log order
             tiers.append((WITHHELD, [r for key in keys
                                      for r in db.records(key, hw.name, source="imported")

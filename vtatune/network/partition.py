@@ -132,6 +132,9 @@ def _place_conv2d(g: Graph, node: Node, hw: HwConfig) -> Placement:
 
 def _place_dense(g: Graph, node: Node, hw: HwConfig) -> Placement:
     x = g.node(node.inputs[0])
+    if len(x.shape) != 2:
+        raise ConfigurationError("shape", f"dense node {node.name!r} reads {x.name!r} of "
+                                          f"shape {tuple(x.shape)}; a dense input is (N, I)")
     n, i = x.shape
     o = int(node.params["weight"].shape[0])
     BI, BO = hw.block_in, hw.block_out

@@ -16,7 +16,7 @@ from ..compiler.reference import conv2d_nchw
 from ..errors import ConfigurationError
 from .frontend import bind_inputs
 from .frontend import max_pool2d as _max_pool2d
-from .graph import Graph, Node
+from .graph import Graph, Node, check_quantized
 
 
 def wrap32(v: np.ndarray) -> np.ndarray:
@@ -82,6 +82,7 @@ def run_int(qgraph: Graph, q_input: Any, *,
     if not qgraph.quantized:
         raise ConfigurationError("graph", f"graph {qgraph.name or '?'} is not quantized: "
                                           "quantize it first (network.quantize.quantize)")
+    check_quantized(qgraph)
     vals: dict[str, np.ndarray] = dict(bind_inputs(qgraph, q_input, "q_input", np.int8))
     for n in qgraph.nodes:
         if n.op == "input":

@@ -112,14 +112,18 @@ class NetworkModule:
         self._calls: list[tuple[str, float, float, LayerTiming]] = []
         self._mark_names: dict[int, tuple[str, str, str, str]] = {}
         self._funcs: list[str] = []
-        self.mod = self._build()
-        self.target = target if target is not None else host_target()
-        import tvm
-        from tvm import relax
-        t0 = time.perf_counter()
-        self.executable = tvm.compile(self.mod, target=self.target)
-        self.compile_s = time.perf_counter() - t0
-        self.vm = relax.VirtualMachine(self.executable, tvm.cpu())
+        try:
+            self.mod = self._build()
+            self.target = target if target is not None else host_target()
+            import tvm
+            from tvm import relax
+            t0 = time.perf_counter()
+            self.executable = tvm.compile(self.mod, target=self.target)
+            self.compile_s = time.perf_counter() - t0
+            self.vm = relax.VirtualMachine(self.executable, tvm.cpu())
+        except BaseException:
+            self.close()  # the caller never gets this object: unregister here
+            raise
 
     # ------------------------------------------------------------------ building
     def _build(self):
