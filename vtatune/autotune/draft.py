@@ -181,6 +181,31 @@ class DraftModel:
         return np.asarray(out, dtype=bool)
 
 
+    def top(self, k: int, exclude=(), verdict: bool = True, chunk: int = 256) -> np.ndarray:
+        """The ``k`` best-scored indices not in ``exclude`` (fewer if fewer are left), in
+        score order; with ``verdict`` the compiler's compile-only verdict is applied lazily
+        down the ranking, so configurations it rejects never enter (invalid ranked last)."""
+        s = self.score_all()
+        order = np.argsort(-s, kind="stable")
+        order = order[np.isfinite(s[order])]
+        if len(exclude):
+            ex = np.zeros(self.space.size, dtype=bool)
+            ex[np.fromiter(exclude, dtype=np.int64)] = True
+            order = order[~ex[order]]
+        if not verdict:
+            return order[:k]
+        out: list[np.ndarray] = []
+        got = 0
+        for lo in range(0, order.size, chunk):
+            part = order[lo:lo + chunk]
+            part = part[self.valid(part)]
+            out.append(part)
+            got += part.size
+            if got >= k:
+                break
+        return np.concatenate(out)[:k] if out else order[:0]
+
+
 def draft_model(space: "ConfigSpace", workload: Workload, hw: "HwConfig",
                 profile: str | None = None) -> DraftModel:
     """The draft model of ``space`` (the space of ``workload`` on ``hw``)."""

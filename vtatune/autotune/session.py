@@ -110,8 +110,11 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
     t_start = time.perf_counter()
     session = uuid.uuid4().hex[:12]
     options = dict(tuner_options or {})
-    if tuner == "xgb" and "feature_fn" not in options:
+    if tuner in ("xgb", "pruner") and "feature_fn" not in options:
         options["feature_fn"] = vta_feature_fn(feature, space, task.workload, task.hw)
+    if tuner == "pruner" and "draft" not in options:  # draft-then-verify: the analytic model
+        from .draft import draft_model
+        options["draft"] = draft_model(space, task.workload, task.hw, task.profile)
 
     def make_tuner(init_hook):
         return create_tuner(tuner, space, seed=seed, init=init_hook, **options)

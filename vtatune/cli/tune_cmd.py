@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="a model's batch (default the model's)")
     p.add_argument("--target", default="tsim", help="measurement target: tsim, fsim or board "
                    "servers pynq://HOST:PORT[,HOST:PORT...] (default tsim)")
-    p.add_argument("--tuner", default="xgb", help="random, grid, ga, xgb (default xgb)")
+    p.add_argument("--tuner", default="xgb", help="random, grid, ga, xgb, pruner (default xgb)")
     p.add_argument("--trials", type=int, default=200, help="configurations to measure per workload")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None,
@@ -252,7 +252,7 @@ def _validity_strategies(args, task, model):
     elif args.init == "probe":
         init = ProbeThenClassify(task, threshold=args.threshold)
     options = {}
-    if args.tuner == "xgb":
+    if args.tuner in ("xgb", "pruner"):
         options["loss_type"] = args.loss
         if args.weight_acquisition:
             options["acquisition_weight"] = prior.acquisition_weight()

@@ -275,6 +275,7 @@ _REGISTRY: dict[str, Any] = {
     "grid": "vtatune.tuning.grid:GridSearchTuner",
     "ga": "vtatune.tuning.ga:GATuner",
     "xgb": "vtatune.tuning.xgb:XGBTuner",
+    "pruner": "vtatune.tuning.pruner:PrunerTuner",
 }
 
 
