@@ -275,6 +275,7 @@ _REGISTRY: dict[str, Any] = {
     "grid": "vtatune.tuning.grid:GridSearchTuner",
     "ga": "vtatune.tuning.ga:GATuner",
     "xgb": "vtatune.tuning.xgb:XGBTuner",
+    "oneshot": "vtatune.autotune.oneshot:OneShotTuner",
     "pruner": "vtatune.tuning.pruner:PrunerTuner",
 }
 
