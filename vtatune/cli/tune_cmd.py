@@ -35,7 +35,11 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="a model's batch (default the model's)")
     p.add_argument("--target", default="tsim", help="measurement target: tsim, fsim or board "
                    "servers pynq://HOST:PORT[,HOST:PORT...] (default tsim)")
-    p.add_argument("--tuner", default="xgb", help="random, grid, ga, xgb, pruner (default xgb)")
+    p.add_argument("--tuner", default="xgb",
+                   help="random, grid, ga, xgb, pruner, oneshot (default xgb)")
+    p.add_argument("--oneshot-model", metavar="FILE", default=None,
+                   help="oneshot: the frozen predictor (default $VTATUNE_ONESHOT_MODEL, else the "
+                        "one trained from docs/data/oneshot_vta.npz, cached; docs/oneshot.md)")
     p.add_argument("--trials", type=int, default=200, help="configurations to measure per workload")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None,
@@ -256,6 +260,8 @@ def _validity_strategies(args, task, model):
         options["loss_type"] = args.loss
         if args.weight_acquisition:
             options["acquisition_weight"] = prior.acquisition_weight()
+    if args.tuner == "oneshot":  # one batch of top-k (k = --trials) from a frozen predictor
+        options.update(task=task, predictor=args.oneshot_model, n_trial=args.trials)
     return screen, init, options or None
 
 
