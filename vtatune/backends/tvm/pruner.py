@@ -1,0 +1,540 @@
+"""Pruner's draft-then-verify search (Qiao et al., ASPLOS 2025) on MetaSchedule, for llvm.
+
+Two parts (docs/pruner.md):
+
+* **Draft model** (``draft_latency``): a symbol-based analytic latency of a scheduled TIR
+  PrimFunc, the CPU analogue of Pruner's PSA.  Per buffer store (one per leaf block), from the
+  loop nest alone (no features learned, nothing fitted per task):
+  compute time = FLOPs x reuse penalty x register penalty / (peak per core x effective cores x
+  vector-lane use), memory time = estimated DRAM bytes / measured bandwidth, and the program's
+  latency is the sum over stores of max(compute, memory).  ``HostParams`` (peak FLOP/s per core,
+  DRAM bandwidth, vector width, vector registers, L2 size) are measured on the host once by a
+  tiny micro-benchmark and cached.
+* **Draft-then-verify search** (``PrunerSearch``, a ``PySearchStrategy``): every
+  ``refresh`` (2) rounds an inner MetaSchedule ``EvolutionarySearch`` scored by the draft model
+  (``DraftCostModel``; 2 GA generations) drafts ``draft_size`` (512) candidates, its own
+  ε-greedy share of random samples included; each round the learned model (the cost model the
+  task scheduler passes: MetaSchedule's XGB) scores only the unmeasured drafted candidates and
+  the best ``batch`` are measured, with an ε-greedy share (0.1) drawn at random from the pool.
+  ``learned_calls`` lists, per round, how many candidates the learned model scored.
+
+``CountingCostModel`` wraps any cost model and counts its predictions per round, so the stock
+evolutionary search's learned-model calls can be compared.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .env import require_tvm
+
+tvm = require_tvm()
+from tvm import tirx  # noqa: E402
+from tvm.ir.utils import derived_object  # noqa: E402
+from tvm.s_tir import meta_schedule as ms  # noqa: E402
+from tvm.s_tir import stmt as sstmt  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- host parameters
+@dataclass
+class HostParams:
+    """What the draft model knows of the machine.  ``peak_flops`` is per core, fp32, with full
+    vector lanes; ``vector_bits`` and ``vector_regs`` come from the ISA (AVX-512: 512, 32)."""
+    peak_flops: float = 50e9
+    dram_bw: float = 10e9
+    vector_bits: int = 256
+    vector_regs: int = 16
+    l2_bytes: int = 1 << 20
+    cores: int = 1
+    cpu: str = ""
+
+    def lanes(self, bits: int) -> int:
+        return max(1, self.vector_bits // max(1, bits))
+
+
+def _cpu_flags() -> set:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _l2_bytes() -> int:
+    base = pathlib.Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for idx in sorted(base.glob("index*")):
+            if (idx / "level").read_text().strip() == "2":
+                text = (idx / "size").read_text().strip().upper()
+                mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+                return int(text.rstrip("KMB")) * mult
+    except (OSError, ValueError):
+        pass
+    return 1 << 20
+
+
+def measure_host(cores: int | None = None) -> HostParams:
+    """Micro-benchmarks (about 1 s): fp32 matrix product (numpy's BLAS on all cores; best of
+    5, divided by the cores) for the peak, a 64 MiB copy (bytes read + written, best of 5) for
+    the bandwidth; ISA width and registers from the CPU flags, L2 size from sysfs."""
+    cores = int(cores or os.cpu_count() or 1)
+    n = 512
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.copy()
+    a @ b
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    peak = 2.0 * n ** 3 / best / cores
+    src = np.ones(8 << 20)           # 64 MiB of float64
+    dst = np.empty_like(src)
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    bw = 2.0 * src.nbytes / best
+    flags = _cpu_flags()
+    bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
+    regs = 32 if bits == 512 else 16
+    cpu = ""
+    try:
+        cpu = str(tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")())
+    except Exception:  # noqa: BLE001
+        pass
+    return HostParams(peak_flops=peak, dram_bw=bw, vector_bits=bits, vector_regs=regs,
+                      l2_bytes=_l2_bytes(), cores=cores, cpu=cpu)
+
+
+def _cache_path() -> pathlib.Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(root) / "vtatune" / "pruner-host.json"
+
+
+def host_params(cores: int | None = None, *, refresh: bool = False) -> HostParams:
+    """The host's parameters, measured once and cached in ``~/.cache/vtatune/pruner-host.json``
+    (``cores`` overrides the cached core count, e.g. a target's ``num-cores``)."""
+    path = _cache_path()
+    hp = None
+    if not refresh and path.exists():
+        try:
+            hp = HostParams(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            hp = None
+    if hp is None:
+        hp = measure_host()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(asdict(hp), indent=1))
+        except OSError:
+            pass
+    if cores:
+        hp = HostParams(**{**asdict(hp), "cores": int(cores)})
+    return hp
+
+
+# ----------------------------------------------------------------------------- TIR analysis
+@dataclass
+class Loop:
+    key: int                 # the loop variable's handle
+    extent: int
+    kind: str                # serial, parallel, vectorized, unrolled, thread
+    unroll: int = 0          # pragma_auto_unroll_max_step annotation
+
+
+@dataclass
+class Access:
+    buffer: str
+    bits: int
+    size: int                # elements of the whole buffer
+    loops: frozenset         # keys of the loops its indices depend on
+    last: frozenset          # keys of the loops its last index depends on
+
+
+@dataclass
+class StoreFeature:
+    """One buffer store (a leaf block's statement): what the draft model reads."""
+    loops: list
+    ops: int
+    write: Access
+    reads: list
+    reduce: frozenset = field(default_factory=frozenset)
+
+
+_ARITH = tuple(getattr(tirx, n) for n in ("Add", "Sub", "Mul", "Div", "Mod", "FloorDiv",
+                                          "FloorMod", "Min", "Max") if hasattr(tirx, n))
+#: tvm 0.27: ``tirx.BufferLoad`` is a constructor function returning an ``ir.TensorLoad``
+_LOAD = getattr(tvm.ir, "TensorLoad", None) or tirx.BufferLoad
+
+
+def _load_buffer(ld: Any) -> Any:
+    return ld.source if hasattr(ld, "source") else ld.buffer
+
+
+_KINDS = {int(tirx.ForKind.PARALLEL): "parallel", int(tirx.ForKind.VECTORIZED): "vectorized",
+          int(tirx.ForKind.UNROLLED): "unrolled", int(tirx.ForKind.THREAD_BINDING): "thread"}
+
+
+def _int(e: Any, default: int = 1) -> int:
+    return int(e.value) if isinstance(e, tirx.IntImm) else default
+
+
+def _vars(e: Any) -> list:
+    return list(tirx.analysis.undefined_vars(e))
+
+
+class _Analyzer:
+    def __init__(self) -> None:
+        self.stores: list[StoreFeature] = []
+
+    def stmt(self, s: Any, loops: list, bind: dict, reduce: frozenset) -> None:
+        if isinstance(s, tirx.For):
+            ann = s.annotations
+            unroll = _int(ann["pragma_auto_unroll_max_step"], 0) \
+                if "pragma_auto_unroll_max_step" in ann else 0
+            loop = Loop(s.loop_var.__chandle__(), max(1, _int(s.extent, 16)),
+                        _KINDS.get(int(s.kind), "serial"), unroll)
+            self.stmt(s.body, loops + [loop], bind, reduce)
+        elif isinstance(s, sstmt.SBlockRealize):
+            blk = s.block
+            bind = dict(bind)
+            red = set(reduce)
+            for iv, val in zip(blk.iter_vars, s.iter_values):
+                keys = set()
+                for v in _vars(val):
+                    k = v.__chandle__()
+                    keys |= bind.get(k, {k})
+                bind[iv.var.__chandle__()] = frozenset(keys)
+                if int(iv.iter_type) == 2:      # CommReduce
+                    red |= keys
+            self.stmt(blk.body, loops, bind, frozenset(red))
+        elif isinstance(s, tirx.SeqStmt):
+            for c in s.seq:
+                self.stmt(c, loops, bind, reduce)
+        elif isinstance(s, tirx.BufferStore):
+            self.stores.append(self.store(s, loops, bind, reduce))
+        elif isinstance(s, tirx.IfThenElse):
+            self.stmt(s.then_case, loops, bind, reduce)
+            if s.else_case is not None:
+                self.stmt(s.else_case, loops, bind, reduce)
+        elif hasattr(s, "body"):        # LetStmt, AttrStmt, DeclBuffer, AllocBuffer, ...
+            self.stmt(s.body, loops, bind, reduce)
+
+    def access(self, buf: Any, indices: list, bind: dict) -> Access:
+        def keys(exprs: list) -> frozenset:
+            out = set()
+            for e in exprs:
+                for v in _vars(e):
+                    k = v.__chandle__()
+                    out |= bind.get(k, {k})
+            return frozenset(out)
+        size = 1
+        for d in buf.shape:
+            size *= _int(d, 64)
+        return Access(str(buf.name), int(tvm.runtime.DataType(str(buf.dtype)).bits), size,
+                      keys(list(indices)), keys(list(indices)[-1:]))
+
+    def store(self, s: Any, loops: list, bind: dict, reduce: frozenset) -> StoreFeature:
+        loads: list = []
+        ops = [0]
+
+        def expr(e: Any) -> None:
+            if isinstance(e, _LOAD):
+                loads.append(e)
+                return                      # index arithmetic is not compute
+            if isinstance(e, _ARITH):
+                ops[0] += 1
+                expr(e.a)
+                expr(e.b)
+            elif isinstance(e, tirx.Cast):
+                expr(e.value)
+            elif isinstance(e, tirx.Select):
+                expr(e.true_value)
+                expr(e.false_value)
+            elif isinstance(e, tvm.ir.Call):
+                ops[0] += 1
+                for a in e.args:
+                    expr(a)
+        expr(s.value)
+        live = {lp.key for lp in loops}
+        return StoreFeature(loops=loops, ops=ops[0], write=self.access(s.buffer, s.indices, bind),
+                            reads=[self.access(_load_buffer(ld), ld.indices, bind) for ld in loads],
+                            reduce=frozenset(k for k in reduce if k in live))
+
+
+def analyze(func: Any) -> list[StoreFeature]:
+    """The store features of a PrimFunc (or of the ``main``/only function of an IRModule)."""
+    if isinstance(func, tvm.IRModule):
+        funcs = [f for _, f in func.functions.items() if isinstance(f, tirx.PrimFunc)]
+        func = funcs[0]
+    a = _Analyzer()
+    a.stmt(func.body, [], {}, frozenset())
+    return a.stores
+
+
+def _prod(xs: Any) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+def store_latency(f: StoreFeature, hp: HostParams) -> tuple[float, float]:
+    """(compute seconds, memory seconds) of one store."""
+    loops = f.loops
+    iters = _prod(lp.extent for lp in loops)
+    flops = iters * max(1, f.ops)
+    lanes = hp.lanes(f.write.bits)
+    # thread imbalance: parallel iterations spread over the cores
+    par = _prod(lp.extent for lp in loops if lp.kind == "parallel")
+    cores = min(hp.cores, par / math.ceil(par / hp.cores)) if par > 1 else 1.0
+    # vector-lane use: an innermost vectorized loop fills extent/ceil(extent/lanes)/lanes of
+    # the lanes; a gather (vector loop not in an access's last index) halves it; scalar = 1/lanes
+    inner = loops[-1] if loops else None
+    if inner is not None and inner.kind == "vectorized":
+        v = inner.extent
+        lane_use = v / (math.ceil(v / lanes) * lanes)
+        for acc in [f.write] + f.reads:
+            if inner.key in acc.loops and inner.key not in acc.last:
+                lane_use *= 0.5
+    else:
+        lane_use = 1.0 / lanes
+    # register tile: the loops inside the innermost reduction loop (for a reduction), else
+    # the innermost loop
+    red_depth = max((i for i, lp in enumerate(loops) if lp.key in f.reduce), default=None)
+    region = loops[red_depth + 1:] if red_depth is not None else loops[-1:]
+    vec = inner.kind == "vectorized" if inner is not None else False
+
+    def in_region(acc: Access, also: frozenset | None = None) -> int:
+        return _prod(lp.extent for lp in region
+                     if lp.key in acc.loops and (also is None or lp.key in also))
+    w_elems = in_region(f.write)
+    regs = math.ceil(w_elems / (lanes if vec else 1))
+    reads = [r for r in f.reads if r.buffer != f.write.buffer]
+    for r in reads:
+        regs += math.ceil(in_region(r, f.write.loops) / (lanes if vec else 1))
+    reg_penalty = max(1.0, regs / hp.vector_regs)
+    # data reuse inside the register tile: loads per arithmetic vector instruction
+    tile_iters = _prod(lp.extent for lp in region)
+    arith = tile_iters * max(1, f.ops) / (lanes if vec else 1)
+    loads = sum(math.ceil(in_region(r) / (lanes if vec and inner.key in r.last else 1))
+                for r in reads)
+    if red_depth is None:
+        loads += math.ceil(w_elems / (lanes if vec else 1))     # stores each iteration
+    reuse_penalty = 1.0 + loads / max(1.0, arith)
+    # explicit unrolling of a small inner tile removes loop overhead
+    unroll = max((lp.unroll for lp in loops), default=0)
+    overhead = 1.0 if (unroll and tile_iters <= unroll) or tile_iters >= 8 else 1.25
+    compute = flops * reuse_penalty * reg_penalty * overhead / (hp.peak_flops * cores * lane_use)
+    # DRAM traffic: the tile of the outermost loop level whose footprint fits in L2, reloaded
+    # for every iteration of the loops outside it
+    accs = {}
+    for acc in [f.write] + f.reads:
+        accs.setdefault(acc.buffer, acc)
+    traffic = None
+    for depth in range(len(loops) + 1):
+        inside = loops[depth:]
+        fp = sum(min(acc.size, _prod(lp.extent for lp in inside if lp.key in acc.loops))
+                 * acc.bits / 8 for acc in accs.values())
+        if fp <= hp.l2_bytes or depth == len(loops):
+            traffic = fp * _prod(lp.extent for lp in loops[:depth])
+            break
+    memory = traffic / hp.dram_bw
+    return compute, memory
+
+
+def draft_latency(func: Any, hp: HostParams) -> float:
+    """The draft model's latency estimate (seconds) of a scheduled PrimFunc or IRModule."""
+    stores = analyze(func)
+    if not stores:
+        return math.inf
+    return sum(max(store_latency(f, hp)) for f in stores)
+
+
+# ----------------------------------------------------------------------------- cost models
+@derived_object
+class DraftCostModel(ms.cost_model.PyCostModel):
+    """The draft model as a MetaSchedule cost model: score = 1 / draft latency (higher is
+    better, as MetaSchedule expects); nothing is learned."""
+
+    def __init__(self, hp: HostParams | None = None):
+        super().__init__()
+        self.hp = hp or host_params()
+        self.calls = 0
+        self.seconds = 0.0
+
+    def load(self, path: str) -> None:
+        pass
+
+    def save(self, path: str) -> None:
+        pass
+
+    def update(self, context: Any, candidates: list, results: list) -> None:
+        pass
+
+    def predict(self, context: Any, candidates: list) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = np.zeros(len(candidates), dtype="float64")
+        for i, c in enumerate(candidates):
+            try:
+                lat = draft_latency(c.sch.mod, self.hp)
+                out[i] = 0.0 if not math.isfinite(lat) or lat <= 0 else 1e-6 / lat
+            except Exception as exc:  # noqa: BLE001 - an unanalysable candidate ranks last
+                log.debug("draft model failed: %s", exc)
+        self.calls += len(candidates)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+@derived_object
+class CountingCostModel(ms.cost_model.PyCostModel):
+    """Delegates to ``inner`` and counts the candidates it scores: ``per_round`` gets a new
+    entry at every ``update`` (once per measured batch)."""
+
+    def __init__(self, inner: Any):
+        super().__init__()
+        self.inner = inner
+        self.per_round: list[int] = [0]
+        self.seconds = 0.0
+
+    def load(self, path: str) -> None:
+        self.inner.load(path)
+
+    def save(self, path: str) -> None:
+        self.inner.save(path)
+
+    def update(self, context: Any, candidates: list, results: list) -> None:
+        self.inner.update(context, candidates, results)
+        self.per_round.append(0)
+
+    def predict(self, context: Any, candidates: list) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.inner.predict(context, candidates)
+        self.per_round[-1] += len(candidates)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+# ----------------------------------------------------------------------------- search strategy
+@derived_object
+class PrunerSearch(ms.search_strategy.PySearchStrategy):
+    """Draft-then-verify (see the module docstring).  ``learned_calls[i]`` = candidates the
+    learned model scored in round ``i``; ``draft_calls`` = draft-model evaluations."""
+
+    def __init__(self, draft_size: int = 512, refresh: int = 2, population: int = 1024,
+                 draft_generations: int = 2, draft_eps: float = 0.1, eps_greedy: float = 0.1,
+                 hp: HostParams | None = None, seed: int | None = None):
+        super().__init__()
+        self.draft_size = int(draft_size)
+        self.refresh = int(refresh)
+        self.population = int(population)
+        self.draft_generations = int(draft_generations)
+        self.draft_eps = float(draft_eps)
+        self.eps_greedy = float(eps_greedy)
+        self.hp = hp
+        self.seed = seed
+        self.learned_calls: list[int] = []
+        self.draft = None
+        self.inner = None
+        self.context = None
+
+    @property
+    def draft_calls(self) -> int:
+        return self.draft.calls if self.draft is not None else 0
+
+    def _initialize_with_tune_context(self, context: Any) -> None:
+        self.context = context
+        cores = None
+        try:
+            cores = int(context.target.attrs["num-cores"])
+        except Exception:  # noqa: BLE001
+            pass
+        self.hp = host_params(cores) if self.hp is None else self.hp
+        self.draft = DraftCostModel(self.hp)
+        self.inner = ms.search_strategy.EvolutionarySearch(
+            population_size=self.population, genetic_num_iters=self.draft_generations,
+            eps_greedy=self.draft_eps)
+        self.inner._initialize_with_tune_context(context)
+        seed = self.seed
+        if seed is None:
+            try:
+                seed = int(context.rand_state)
+            except Exception:  # noqa: BLE001
+                seed = 0
+        self.rng = random.Random(seed)
+
+    def pre_tuning(self, max_trials: int, num_trials_per_iter: int, design_spaces: list,
+                   database: Any = None, cost_model: Any = None) -> None:
+        self.max_trials = int(max_trials)
+        self.batch = int(num_trials_per_iter)
+        self.learned = cost_model
+        self.database = database
+        self.pool: list = []
+        self.seen: set = set()
+        self.given = 0
+        self.round = 0
+        self.inner.pre_tuning(1 << 30, self.draft_size, design_spaces, database, self.draft)
+
+    def post_tuning(self) -> None:
+        self.inner.post_tuning()
+
+    def _refill(self) -> None:
+        drafted = self.inner.generate_measure_candidates() or []
+        fresh = []
+        for c in drafted:
+            h = int(tvm.ir.structural_hash(c.sch.mod))
+            if h not in self.seen:
+                self.seen.add(h)
+                fresh.append(c)
+        self.pool = fresh + self.pool   # new drafts first; unmeasured old ones stay
+        self.pool = self.pool[: self.draft_size]
+
+    def generate_measure_candidates(self) -> list | None:
+        if self.given >= self.max_trials:
+            return None
+        n = min(self.batch, self.max_trials - self.given)
+        if self.round % self.refresh == 0 or len(self.pool) < n:
+            self._refill()
+        if not self.pool:
+            return None
+        # verify: the learned model scores only the drafted (and drafted-random) candidates
+        if self.learned is not None:
+            scores = np.asarray(self.learned.predict(self.context, self.pool), dtype="float64")
+        else:
+            scores = np.array([self.rng.random() for _ in self.pool])
+        self.learned_calls.append(len(self.pool))
+        order = list(np.argsort(-scores, kind="stable"))
+        n = min(n, len(order))
+        n_rand = int(round(n * self.eps_greedy))
+        picked = order[: n - n_rand]
+        rest = order[n - n_rand:]
+        picked += self.rng.sample(rest, min(n_rand, len(rest)))
+        out = [self.pool[i] for i in picked]
+        keep = set(picked)
+        self.pool = [c for i, c in enumerate(self.pool) if i not in keep]
+        self.given += len(out)
+        self.round += 1
+        return out
+
+    def notify_runner_results(self, measure_candidates: list, results: list) -> None:
+        pass
+
+    def clone(self) -> "PrunerSearch":
+        return PrunerSearch(self.draft_size, self.refresh, self.population,
+                            self.draft_generations, self.draft_eps, self.eps_greedy, self.hp,
+                            self.seed)
