@@ -101,6 +101,26 @@ def test_transfer_to_a_resized_toy_never_slower_than_untuned(tuned, target):
                                    rtol=1e-4, atol=1e-5)
 
 
+def test_reuse_guard_reports_kernels_identical_to_source_kernels(tuned, target):
+    """toy:seed=3 has other weights but the same shapes as toy: its kernels are toy's byte
+    for byte (weights are arguments), so they are database hits, not transfers; toy:res=24
+    shares no kernel."""
+    from vtatune.backends.tvm.importer import load_model
+    from vtatune.backends.tvm.transfer import transfer, tuned_sources
+    from vtatune.db import open_db
+    url, source, _, _ = tuned
+    with open_db(url) as db:
+        tuned_names = {s.kernel for s in tuned_sources(db, target, source)}
+        rep = transfer(load_model("toy:seed=3"), [source], target, db, runs=1)
+        resized = transfer(load_model("toy:res=24"), [source], target, db, runs=1)
+    assert tuned_names  # the fixture tuned at least one kernel
+    assert {k.reused_from.split("/", 1)[1] for k in rep.reused} == tuned_names
+    assert all(k.reused_from.startswith("toy/") for k in rep.reused)
+    assert len(rep.transferred) == len(rep.kernels) - len(tuned_names)
+    assert [k.name for k in rep.reused] == [r[0] for r in rep.to_dict()["reused"]]
+    assert resized.reused == [] and len(resized.transferred) == len(resized.kernels)
+
+
 def test_fixed_variant_keeps_the_untuned_kernel_when_the_transfer_is_slower():
     from vtatune.backends.tvm.transfer import KernelChoice, fix_choice
     slower = KernelChoice("k", "c", 1, untuned_s=1.0, faithful_s=2.0, faithful_from="m/k",

@@ -251,8 +251,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
           f"in {rep.search_s:.1f} s")
     print(f"{'kernel':<36} {'cand':>4} {'valid':>5} {'untuned':>12} {'faithful':>12} {'fixed':>12}  source")
     for k in rep.kernels:
+        reused = f"  (identical to {k.reused_from}: reuse, not transfer)" if k.reused_from else ""
         print(f"{k.name:<36} {k.candidates:>4} {k.valid:>5} {_us(k.untuned_s):>12} "
-              f"{_us(k.faithful_s):>12} {_us(k.fixed_s):>12}  {k.fixed_from or 'untuned'}")
+              f"{_us(k.faithful_s):>12} {_us(k.fixed_s):>12}  {k.fixed_from or 'untuned'}{reused}")
     for v in ("untuned", "faithful", "fixed"):
         sp = "" if v == "untuned" else f"  speedup {out['speedup'][v]:.2f}x"
         print(f"end-to-end {v:<9} {_ms(lat[v].median)}{sp}")

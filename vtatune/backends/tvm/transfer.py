@@ -74,6 +74,10 @@ class KernelChoice:
     fixed_from: str = ""                 # "" = untuned kept
     faithful_record: Any = field(default=None, repr=False)   # MS TuningRecord
     fixed_record: Any = field(default=None, repr=False)
+    #: "<model>/<kernel>" of a source kernel with the same structural hash: the source's
+    #: schedule is a database hit for this kernel (``tvm run`` uses it), not a transfer, so
+    #: the kernel is left out of transfer figures (``TransferReport.transferred``)
+    reused_from: str = ""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_record")}
@@ -87,9 +91,20 @@ class TransferReport:
     search_s: float = 0.0
     measured: int = 0
 
+    @property
+    def reused(self) -> list:
+        """Kernels identical to a source kernel (the reuse guard)."""
+        return [k for k in self.kernels if k.reused_from]
+
+    @property
+    def transferred(self) -> list:
+        """Kernels that are really transferred: no identical source kernel."""
+        return [k for k in self.kernels if not k.reused_from]
+
     def to_dict(self) -> dict:
         return {"model": self.model, "sources": self.sources, "search_s": self.search_s,
-                "measured": self.measured, "kernels": [k.to_dict() for k in self.kernels]}
+                "measured": self.measured, "kernels": [k.to_dict() for k in self.kernels],
+                "reused": [[k.name, k.reused_from] for k in self.reused]}
 
     def database(self, variant: str) -> Any:
         """A MetaSchedule MemoryDatabase holding the chosen schedule of each kernel for
@@ -189,9 +204,17 @@ def transfer(model: ImportedModel, sources: Sequence[ImportedModel], target: Any
 
     # candidates: (kernel index, label, schedule or None for untuned)
     cands: list[tuple[int, str, Any]] = []
+    by_key = {}
+    for s in pool:
+        by_key.setdefault(s.record.workload_key, f"{s.model}/{s.kernel}")
     for i, k in enumerate(kernels):
         database.register(k.name, k.mod)
         choice = KernelChoice(k.name, k.klass, k.weight)
+        choice.reused_from = by_key.get(database.key_of(k.mod), "")
+        if choice.reused_from:
+            log.warning("%s: kernel %s is identical to source kernel %s (same structural "
+                        "hash): a database hit, left out of transfer figures", model.spec,
+                        k.name, choice.reused_from)
         report.kernels.append(choice)
         cands.append((i, "", tvm.s_tir.Schedule(k.mod)))   # the untuned kernel
         seen = set()
