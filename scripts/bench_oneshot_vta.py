@@ -41,16 +41,24 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_validity import (CROSS_HW, DEFAULT_HW, DEFAULT_TABLES, OracleMeasure,  # noqa: E402
-                            _expand, _split, layer_id, load_tables, make_oracle)
+from bench_validity import (
+    CROSS_HW,
+    DEFAULT_HW,
+    DEFAULT_TABLES,
+    OracleMeasure,
+    _expand,
+    _split,
+    layer_id,
+    load_tables,
+    make_oracle,
+)
 
-from vtatune.autotune.features import itervar_feature_fn  # noqa: E402
-from vtatune.autotune.oneshot import (DEFAULT_DATA, OneShotData, OneShotPredictor,  # noqa: E402
-                                      kendall_tau)
-from vtatune.autotune.search import search  # noqa: E402
-from vtatune.hardware.config import HwConfig  # noqa: E402
-from vtatune.tuning import create_tuner  # noqa: E402
-from vtatune.validity.screen import ExactScreen  # noqa: E402
+from vtatune.autotune.features import itervar_feature_fn
+from vtatune.autotune.oneshot import DEFAULT_DATA, OneShotData, OneShotPredictor, kendall_tau
+from vtatune.autotune.search import search
+from vtatune.hardware.config import HwConfig
+from vtatune.tuning import create_tuner
+from vtatune.validity.screen import ExactScreen
 
 
 class _Reached(Exception):
@@ -241,22 +249,22 @@ def markdown(rep: dict, ks, within: float) -> str:
             + " | ".join(f"{r[f'oneshot+exact:ratio@{k}']:.3f}" for k in ks)
             + f" | {r['oneshot:first5']:.1f} / {r['oneshot+exact:first5']:.1f} | "
             f"{r['xgb:median']:.0f} | {r['xgb+exact:median']:.0f} |")
-    lines += ["", f"Aggregates over {len(rows)} held-out workloads (predictor figures averaged "
-                  "over predictor seeds first):", "",
+    lines += ["", (f"Aggregates over {len(rows)} held-out workloads (predictor figures "
+                   "averaged over predictor seeds first):"), "",
               "| figure | oneshot | oneshot+exact |", "| --- | --- | --- |"]
     for k in ks:
         for label, fn in (
                 (f"k={k}: workloads within {pct}",
-                 lambda n: f"{sum(r[f'{n}:ratio@{k}'] <= 1 + within + 1e-12 for r in rows)} / {len(rows)}"),
-                (f"k={k}: geomean latency ratio", lambda n: f"{gmean([r[f'{n}:ratio@{k}'] for r in rows]):.4f}"),
-                (f"k={k}: worst latency ratio", lambda n: f"{max(r[f'{n}:ratio@{k}'] for r in rows):.3f}")):
+                 lambda n, k=k: f"{sum(r[f'{n}:ratio@{k}'] <= 1 + within + 1e-12 for r in rows)} / {len(rows)}"),
+                (f"k={k}: geomean latency ratio", lambda n, k=k: f"{gmean([r[f'{n}:ratio@{k}'] for r in rows]):.4f}"),
+                (f"k={k}: worst latency ratio", lambda n, k=k: f"{max(r[f'{n}:ratio@{k}'] for r in rows):.3f}")):
             lines.append(f"| {label} | {fn('oneshot')} | {fn('oneshot+exact')} |")
     lines.append(f"| median τ (valid configurations) | {np.median([r['tau_valid'] for r in rows]):.3f} | |")
     # measurement and time speedups at each k, against the xgb variant with the same screen
-    lines += ["", f"Speedup against XGB (same screen) to reach within {pct} of the optimum: "
-                  f"XGB's median measurements ÷ k, and tuning time (measurements × "
-                  f"{t_meas:.3f} s tsim + tuner computing) XGB ÷ one-shot; medians over the "
-                  f"workloads where one-shot at that k is within {pct} (count shown).", "",
+    lines += ["", (f"Speedup against XGB (same screen) to reach within {pct} of the optimum: "
+                   f"XGB's median measurements ÷ k, and tuning time (measurements × "
+                   f"{t_meas:.3f} s tsim + tuner computing) XGB ÷ one-shot; medians over the "
+                   f"workloads where one-shot at that k is within {pct} (count shown)."), "",
               "| k | pair | workloads | measurements speedup (median [min–max]) | time speedup (median) |",
               "| --- | --- | --- | --- | --- |"]
     for k in ks:
@@ -276,11 +284,11 @@ def markdown(rep: dict, ks, within: float) -> str:
                      f"{np.median(ms):.2f} [{min(ms):.2f}–{max(ms):.2f}] | — |")
     fit = np.median([r["fit_s"] for r in rows])
     score = np.median([r["score_s"] for r in rows])
-    lines += ["", f"Offline training: median {fit:.2f} s per predictor "
-                  f"(~{np.median([r['train_rows'] for r in rows]):.0f} rows); compile-time "
-                  f"scoring of a whole space: median {score * 1e3:.1f} ms. XGB tuner computing "
-                  f"time in the replay (to {pct}): median "
-                  f"{np.median([r['xgb:tuner_s'] for r in rows]):.2f} s per run."]
+    lines += ["", (f"Offline training: median {fit:.2f} s per predictor "
+                   f"(~{np.median([r['train_rows'] for r in rows]):.0f} rows); compile-time "
+                   f"scoring of a whole space: median {score * 1e3:.1f} ms. XGB tuner computing "
+                   f"time in the replay (to {pct}): median "
+                   f"{np.median([r['xgb:tuner_s'] for r in rows]):.2f} s per run.")]
     return "\n".join(lines)
 
 

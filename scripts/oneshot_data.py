@@ -27,11 +27,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_validity import (CROSS_HW, DEFAULT_HW, DEFAULT_TABLES, layer_id,  # noqa: E402
-                            load_tables, make_oracle)
+from bench_validity import CROSS_HW, DEFAULT_HW, DEFAULT_TABLES, layer_id, load_tables, make_oracle
 
-from vtatune.autotune.oneshot import DEFAULT_DATA, build_data  # noqa: E402
-from vtatune.hardware.config import HwConfig  # noqa: E402
+from vtatune.autotune.oneshot import DEFAULT_DATA, build_data
+from vtatune.hardware.config import HwConfig
 
 
 def table_entries(tables, cache_dir=None, only=None):

@@ -8,9 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from vtatune.autotune.oneshot import (FEATURE_NAMES, OneShotData, OneShotPredictor,
-                                      OneShotTuner, balanced_weights, build_data, kendall_tau,
-                                      normalised_throughput, sample_task)
+from vtatune.autotune.oneshot import (
+    FEATURE_NAMES,
+    OneShotData,
+    OneShotPredictor,
+    OneShotTuner,
+    balanced_weights,
+    build_data,
+    kendall_tau,
+    normalised_throughput,
+    sample_task,
+)
 
 pytestmark = pytest.mark.requires("xgboost", "tune")
 
@@ -35,7 +43,7 @@ def tables():
 
 @pytest.fixture(scope="module")
 def trained(tables, tmp_path_factory):
-    bv, od, tabs = tables
+    _, od, tabs = tables
     tabs = {k: v for k, v in tabs.items() if k[0] == HW}
     entries = od.table_entries(tabs, only=set(TRAIN) | {HELD_OUT})
     data = build_data([e for e in entries if e[0]["name"] in TRAIN], np.random.default_rng(0))
@@ -83,7 +91,7 @@ def test_kendall_tau_matches_scipy():
 
 def test_held_out_tau_is_computed_on_the_unseen_task(trained):
     from scipy.stats import kendalltau
-    data, pred, (info, task, cost) = trained
+    data, pred, (_, task, cost) = trained
     assert HELD_OUT not in {t["name"] for t in data.tasks}
     assert pred.info["tasks"] and all(HELD_OUT not in t for t in pred.info["tasks"])
     v = np.isfinite(cost)
@@ -116,7 +124,7 @@ def test_one_batch_of_top_k_through_the_database_with_a_frozen_predictor(trained
                                                                          monkeypatch):
     from vtatune.autotune import tune
     from vtatune.db import open_db
-    data, pred, (info, task, cost) = trained
+    _, pred, (_, task, cost) = trained
     before = pred.fingerprint()
 
     def no_refit(*a, **k):
@@ -141,7 +149,7 @@ def test_one_batch_of_top_k_through_the_database_with_a_frozen_predictor(trained
 
 
 def test_tuner_never_updates_and_ranks_rejected_configurations_last(trained):
-    data, pred, (info, task, cost) = trained
+    data, pred, (_, task, cost) = trained
     valid = np.isfinite(cost)
     t = OneShotTuner(task.space, task=task, predictor=pred, valid=lambda idx: valid[idx])
     batch = t.next_batch(16)

@@ -48,8 +48,9 @@ import logging
 import os
 import pathlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -98,15 +99,8 @@ def _template_flags(wl: Workload) -> list[float]:
 def task_features(workload: Workload, hw) -> np.ndarray:
     """The task-shape inputs (``TASK_FEATURES``) of ``workload`` on ``hw``, ``log2(1 + x)``."""
     wl = workload.bind(hw)
-    g = lambda name, default=0: getattr(wl, name, default)  # noqa: E731
-    try:
-        oh, ow = wl.out_height, wl.out_width
-    except Exception:  # dense: no spatial output
-        oh = ow = 1
-    try:
-        ops = float(wl.flops)
-    except Exception:
-        ops = 0.0
+    g = lambda name, default=0: getattr(wl, name, default)
+    oh, ow, ops = wl.out_height, wl.out_width, float(wl.flops)  # dense: 1 x 1 "image"
     raw = [g("batch", 1), g("height", 1), g("width", 1), g("in_channels"), g("out_channels"),
            g("kernel_h", 1), g("kernel_w", 1), g("stride_h", 1), g("stride_w", 1),
            g("pad_h", 0), g("pad_w", 0), g("groups", 1), oh, ow, ops,
@@ -154,7 +148,7 @@ def sample_task(cost: np.ndarray, rng: np.random.Generator, *, share: float = 0.
     n = valid.size
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    m = min(n, max(minimum, int(round(share * n))))
+    m = min(n, max(minimum, round(share * n)))
     order = valid[np.argsort(cost[valid], kind="stable")]
     n_top = min(m, int(np.ceil(top * n)))
     chosen = list(order[:n_top])
@@ -165,7 +159,7 @@ def sample_task(cost: np.ndarray, rng: np.random.Generator, *, share: float = 0.
         # weighted sampling without replacement (Gumbel top-k)
         keys = np.log(w) + rng.gumbel(size=w.size)
         chosen += list(rest[np.argsort(-keys)[:m - n_top]])
-    k_inv = min(invalid.size, int(round(invalid_share * m)))
+    k_inv = min(invalid.size, round(invalid_share * m))
     if k_inv:
         chosen += list(rng.choice(invalid, k_inv, replace=False))
     return np.sort(np.asarray(chosen, dtype=np.int64))
@@ -206,7 +200,7 @@ class OneShotData:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path) -> "OneShotData":
+    def load(cls, path) -> OneShotData:
         path = pathlib.Path(path)
         if not path.is_file():
             raise ConfigurationError("data", f"{path}: no such one-shot data file "
@@ -219,7 +213,7 @@ class OneShotData:
             return cls(z["x"].astype(np.float32), z["y"].astype(np.float64), z["task"].astype(np.int64),
                        z["index"].astype(np.int64), info["tasks"], info.get("meta", {}))
 
-    def subset(self, keep_tasks: Sequence[int]) -> "OneShotData":
+    def subset(self, keep_tasks: Sequence[int]) -> OneShotData:
         m = np.isin(self.task, np.asarray(list(keep_tasks), dtype=np.int64))
         return OneShotData(self.x[m], self.y[m], self.task[m], self.index[m], self.tasks, self.meta)
 
@@ -325,7 +319,7 @@ class OneShotPredictor:
         self.bst = None
         self.info: dict[str, Any] = {}
 
-    def fit(self, data: OneShotData | np.ndarray, y=None, weights=None) -> "OneShotPredictor":
+    def fit(self, data: OneShotData | np.ndarray, y=None, weights=None) -> OneShotPredictor:
         """Fit on ``OneShotData`` (or ``x, y``); ``weights`` default to the balanced ones."""
         xgb = _import_xgboost()
         if isinstance(data, OneShotData):
@@ -382,7 +376,7 @@ class OneShotPredictor:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path) -> "OneShotPredictor":
+    def load(cls, path) -> OneShotPredictor:
         xgb = _import_xgboost()
         path = pathlib.Path(path)
         try:
