@@ -100,7 +100,8 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b)[0])
 
 
-def evaluate(oracle, data: OneShotData, ks, pseeds, within: float) -> dict:
+def evaluate(oracle, data: OneShotData, ks, pseeds, within: float,
+             ablations: bool = True) -> dict:
     """Predictor figures on one held-out workload (leave-one-layer-out)."""
     task = oracle.task
     lid = layer_id(task.workload)
@@ -136,6 +137,50 @@ def evaluate(oracle, data: OneShotData, ks, pseeds, within: float) -> dict:
                 r[f"{name}:ratio@{k}"] = best / oracle.best_cost
                 r[f"{name}:valid@{k}"] = int(np.isfinite(top).sum())
         out["per_seed"].append(r)
+    if ablations:
+        out["ablations"] = ablate(oracle, train, within, ks[0])
+    return out
+
+
+def _order_figures(score, cost, v, target, best, k) -> dict:
+    order = np.argsort(-score, kind="stable")
+    seq = order[v[order]]                       # with the exact screen
+    c = cost[seq]
+    good = np.flatnonzero(c <= target)
+    thr = 1.0 / cost[v]
+    return {"tau_valid": kendall_tau(score[v], thr),
+            "first5": int(good[0]) + 1 if good.size else cost.size + 1,
+            f"ratio@{k}": float(c[:k].min()) / best}
+
+
+def ablate(oracle, train: OneShotData, within: float, k: int) -> dict:
+    """Predictor seed 0 without the balanced weights, without the task-shape inputs (those
+    columns zeroed in training and prediction), and the analytic draft model
+    (``autotune.draft``, nothing learned) as a reference ranking."""
+    from vtatune.autotune.draft import draft_model
+    from vtatune.autotune.oneshot import (
+        FEATURE_NAMES,
+        TASK_FEATURES,
+        TEMPLATE_FLAGS,
+        oneshot_features,
+    )
+    task, cost = oracle.task, oracle.cost
+    v = np.isfinite(cost)
+    target, best = oracle.best_cost * (1 + within), oracle.best_cost
+    x_all = oneshot_features(task.workload, task.hw, task.space, np.arange(task.space.size))
+    out = {}
+    p = OneShotPredictor(balanced=False).fit(train)
+    out["no-balance"] = _order_figures(p.predict(x_all), cost, v, target, best, k)
+    drop = [FEATURE_NAMES.index(n) for n in TASK_FEATURES + TEMPLATE_FLAGS]
+    xt = train.x.copy()
+    xt[:, drop] = 0
+    xa = x_all.copy()
+    xa[:, drop] = 0
+    p = OneShotPredictor().fit(xt, train.y)
+    out["no-task-inputs"] = _order_figures(p.predict(xa), cost, v, target, best, k)
+    d = draft_model(task.space, task.workload, task.hw).score_all()
+    d = np.where(np.isfinite(d), d, -1e30)
+    out["draft (analytic)"] = _order_figures(d, cost, v, target, best, k)
     return out
 
 
@@ -175,6 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--within", type=float, default=0.05)
     ap.add_argument("--tsim-sample", type=int, default=16,
                     help="real tsim measurements timed for the per-measurement cost (0: skip)")
+    ap.add_argument("--no-ablations", action="store_true",
+                    help="skip the ablations (no balance, no task inputs, the draft model)")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--tables", default=",".join(DEFAULT_TABLES))
     ap.add_argument("--cache", default="/tmp/vtatune-bench-validity")
@@ -198,12 +245,14 @@ def main(argv=None) -> int:
     for ref, hwn in refs:
         hw = HwConfig.load(hwn)
         o = make_oracle(ref, hw, tables, args.cache)
-        ev = evaluate(o, data, ks, list(range(args.predictor_seeds)), args.within)
+        ev = evaluate(o, data, ks, list(range(args.predictor_seeds)), args.within,
+                      not args.no_ablations)
         xg = {name: [xgb_run(o, s, args.within, exact) for s in range(args.seeds)]
               for name, exact in (("xgb", False), ("xgb+exact", True))}
         row = {"workload": ref, "hw": hwn, "space": int(o.task.space.size), "valid": o.n_valid,
                "best_cost_s": o.best_cost, **{k: v for k, v in ev.items() if k != "per_seed"},
-               "per_seed": ev["per_seed"], "xgb_runs": xg}
+               "per_seed": ev["per_seed"], "xgb_runs": xg,
+               "ablations": ev.get("ablations", {})}
         ps = ev["per_seed"]
         for key in ps[0]:
             if key != "seed":
@@ -282,6 +331,24 @@ def markdown(rep: dict, ks, within: float) -> str:
         ms = [r[f"{x}:median"] / r[f"{n}:first5"] for r in rows]
         lines.append(f"| first {pct} (k chosen in hindsight) | {n} vs {x} | {len(rows)} | "
                      f"{np.median(ms):.2f} [{min(ms):.2f}–{max(ms):.2f}] | — |")
+    if any(r.get("ablations") for r in rows):
+        k0 = ks[0]
+        lines += ["", (f"Ablations (predictor seed 0; the exact screen; k = {k0}): median τ over "
+                       f"valid configurations, workloads within {pct} at k = {k0}, median and "
+                       f"max measurements to the first within {pct}."), "",
+                  f"| ranking | median τ | within {pct} @{k0} | first {pct}: median | max |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines.append(f"| one-shot (as above, seed-averaged) | "
+                     f"{np.median([r['tau_valid'] for r in rows]):.3f} | "
+                     f"{sum(r[f'oneshot+exact:ratio@{k0}'] <= 1 + within + 1e-12 for r in rows)} / {len(rows)} | "
+                     f"{np.median([r['oneshot+exact:first5'] for r in rows]):.1f} | "
+                     f"{max(r['oneshot+exact:first5'] for r in rows):.1f} |")
+        for name in rows[0]["ablations"]:
+            a = [r["ablations"][name] for r in rows]
+            lines.append(f"| {name} | {np.median([x['tau_valid'] for x in a]):.3f} | "
+                         f"{sum(x[f'ratio@{k0}'] <= 1 + within + 1e-12 for x in a)} / {len(a)} | "
+                         f"{np.median([x['first5'] for x in a]):.1f} | "
+                         f"{max(x['first5'] for x in a)} |")
     fit = np.median([r["fit_s"] for r in rows])
     score = np.median([r["score_s"] for r in rows])
     lines += ["", (f"Offline training: median {fit:.2f} s per predictor "
