@@ -235,6 +235,9 @@ def _validity_model(args):
         raise CLIUsageError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.weight_acquisition and args.tuner != "xgb":
         raise CLIUsageError("--weight-acquisition applies to the xgb tuner")
+    if args.tuner == "oneshot" and args.init != "random":
+        raise CLIUsageError("--init does not apply to --tuner oneshot (its one batch is the "
+                            "predictor's top-k)")
     if not args.validity_model:
         return None
     from ..validity.model import ValidityModel
