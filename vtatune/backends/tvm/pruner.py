@@ -38,6 +38,7 @@ import numpy as np
 from .env import require_tvm
 
 tvm = require_tvm()
+import tvm_ffi  # noqa: E402
 from tvm import tirx  # noqa: E402
 from tvm.ir.utils import derived_object  # noqa: E402
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -497,7 +498,7 @@ class PrunerSearch(ms.search_strategy.PySearchStrategy):
         drafted = self.inner.generate_measure_candidates() or []
         fresh = []
         for c in drafted:
-            h = int(tvm.ir.structural_hash(c.sch.mod))
+            h = int(tvm_ffi.structural_hash(c.sch.mod))
             if h not in self.seen:
                 self.seen.add(h)
                 fresh.append(c)
