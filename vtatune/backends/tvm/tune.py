@@ -119,6 +119,7 @@ class TuneReport:
     builder: dict = field(default_factory=dict)
     wall_s: float = 0.0
     interrupted: bool = False
+    search: dict = field(default_factory=dict)    # strategy, learned-model calls per round
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -145,6 +146,8 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
     for name, v in (("trials", trials), ("batch", batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigurationError(name, f"expected an int >= 1, got {v!r}")
+    if strategy not in ("evolutionary", "pruner"):
+        raise ConfigurationError("strategy", f"expected evolutionary or pruner, got {strategy!r}")
     if cost_model not in ("xgb", "random", "mlp"):
         raise ConfigurationError("cost_model", f"expected xgb, random or mlp, got {cost_model!r}")
     if cost_model == "xgb":
@@ -207,7 +210,7 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
                     break
                 before = measured[0]
                 _run_group(ks, target, database, recorder, builder, share, cap, batch,
-                           cost_model, strategy, seed, run_timeout, runs)
+                           cost_model, strategy, seed, run_timeout, runs, report.search)
                 left -= measured[0] - before
         except KeyboardInterrupt:
             report.interrupted = True
@@ -229,18 +232,28 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
 
 def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, builder: Any,
                trials: int, cap: int, batch: int, cost_model: str, strategy: str,
-               seed: int | None, run_timeout: float, runs: int) -> None:
+               seed: int | None, run_timeout: float, runs: int,
+               search: dict | None = None) -> None:
     """One ``tune_tasks`` call over kernels with the same per-task cap.  TVM reports a Python
     exception raised inside its loop as RuntimeError: Ctrl-C (``_Stop``) comes out as
     ``KeyboardInterrupt``, a callback's error as itself, anything else as
     ``TuningFailedError``."""
     rand = ms.utils.fork_seed(seed, n=len(ks)) if seed is not None else [-1] * len(ks)
+    pruner = None
+    if strategy == "pruner":      # draft-then-verify (pruner.py); one clone per task
+        from .pruner import PrunerSearch
+        pruner = PrunerSearch()
     contexts = [ms.TuneContext(
-        mod=k.mod, target=target, space_generator="post-order-apply", search_strategy=strategy,
+        mod=k.mod, target=target, space_generator="post-order-apply",
+        search_strategy=pruner.clone() if pruner is not None else strategy,
         task_name=k.name, rand_state=rs, num_threads=target_cores(target),
         logger=logging.getLogger(f"{__name__}.{k.name}")).clone() for k, rs in zip(ks, rand)]
     model = (ms.CostModel.create(cost_model, num_tuning_cores=target_cores(target))
              if cost_model != "random" else "random")
+    counter = None
+    if search is not None and cost_model != "random":
+        from .pruner import CountingCostModel
+        model = counter = CountingCostModel(model)    # learned-model calls per round
     try:
         ms.tune_tasks(
             tasks=contexts, task_weights=[float(k.weight) for k in ks], work_dir="",
@@ -250,6 +263,11 @@ def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, 
             measure_callbacks=[recorder, ms.measure_callback.RemoveBuildArtifact(),
                                ms.measure_callback.UpdateCostModel()],
             task_scheduler="gradient")
+        if counter is not None:
+            calls = [n for n in counter.per_round if n]
+            search["strategy"] = strategy
+            search.setdefault("learned_calls_per_round", []).extend(calls)
+            search["learned_seconds"] = search.get("learned_seconds", 0.0) + counter.seconds
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - TVM wraps everything in RuntimeError
