@@ -128,3 +128,47 @@ def test_tune_with_pruner_through_the_database(tmp_path):
                  tuner_options={"plan_size": 8})
     assert again.resumed == 24 and again.new == 0
     db.close()
+
+
+# ------------------------------------------------------------------------------ MoA
+def test_momentum_update_is_exact():
+    from vtatune.tuning.moa import momentum_update
+    s = [np.array([1.0, 2.0]), np.array([[4.0]])]
+    n = [np.array([3.0, -2.0]), np.array([[0.0]])]
+    out = momentum_update(s, n, 0.99)
+    assert np.allclose(out[0], [0.99 * 1 + 0.01 * 3, 0.99 * 2 - 0.01 * 2])
+    assert np.allclose(out[1], [[3.96]])
+
+
+def test_moa_adapts_every_4_updates_from_the_siamese_copy():
+    from vtatune.tuning.moa import MLPRankModel, MoACostModel
+    space = grid_space()
+    feat = lambda d: d.astype(float)  # noqa: E731  (x, y as features)
+    src = MLPRankModel(2, hidden=8, seed=3)
+    src.set_normalisation(np.array([[0.0, 0.0], [19.0, 19.0]]))
+    before = [p.copy() for p in src.params]
+    m = MoACostModel(src, feat, space.dims, momentum=0.99, period=4, epochs=3)
+    idx = list(range(0, 400, 7))
+    ys = [outcome(i).throughput for i in idx]
+    for k in range(3):                       # updates 1..3: the predictor stays the source
+        m.fit(idx, ys, 8)
+        assert all(np.array_equal(a, b) for a, b in zip(m.predictor.params, before))
+        assert all(np.array_equal(a, b) for a, b in zip(m.siamese.params, before))
+    m.fit(idx, ys, 8)                        # update 4: re-init from siamese, train, momentum
+    new = m.predictor.params
+    assert any(not np.array_equal(a, b) for a, b in zip(new, before))
+    for s_after, s0, n in zip(m.siamese.params, before, new):
+        assert np.allclose(s_after, 0.99 * s0 + 0.01 * n)
+    assert m.adaptations == 1
+    assert all(np.array_equal(a, b) for a, b in zip(src.params, before))  # source untouched
+
+
+def test_moa_tuner_verifies_with_the_source_model():
+    from vtatune.tuning.moa import MLPRankModel, MoATuner
+    space = grid_space()
+    src = MLPRankModel(2, hidden=8, seed=0)
+    t = MoATuner(space, seed=0, source=src, draft=FixedDraft(range(0, 400, 2)), plan_size=8,
+                 feature_fn=lambda d: d.astype(float), epochs=2)
+    run(t, 5, 8)
+    assert t.cost_model.updates == 5 and t.cost_model.adaptations == 1
+    assert len(t.model_calls) == 5 and max(t.model_calls) <= 200 + 64
