@@ -43,17 +43,27 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from bench_validity import (CROSS_HW, DEFAULT_CROSS, DEFAULT_HW, DEFAULT_TABLES,  # noqa: E402
-                            DEFAULT_WORKLOADS, OracleMeasure, _expand, _PlanSized, _Reached,
-                            load_tables, make_oracle)
+from bench_validity import (
+    CROSS_HW,
+    DEFAULT_CROSS,
+    DEFAULT_HW,
+    DEFAULT_TABLES,
+    DEFAULT_WORKLOADS,
+    OracleMeasure,
+    _expand,
+    _PlanSized,
+    _Reached,
+    load_tables,
+    make_oracle,
+)
 
-from vtatune.autotune.draft import draft_model  # noqa: E402
-from vtatune.autotune.features import itervar_feature_fn  # noqa: E402
-from vtatune.autotune.search import search  # noqa: E402
-from vtatune.hardware.config import HwConfig  # noqa: E402
-from vtatune.tuning import create_tuner  # noqa: E402
-from vtatune.validity.init import ValidityInit  # noqa: E402
-from vtatune.validity.screen import ExactScreen  # noqa: E402
+from vtatune.autotune.draft import draft_model
+from vtatune.autotune.features import itervar_feature_fn
+from vtatune.autotune.search import search
+from vtatune.hardware.config import HwConfig
+from vtatune.tuning import create_tuner
+from vtatune.validity.init import ValidityInit
+from vtatune.validity.screen import ExactScreen
 
 VARIANTS = ("xgb", "xgb-exact", "pruner", "pruner-randinit", "pruner-noverdict")
 
@@ -173,7 +183,7 @@ def draft_quality(oracle) -> dict:
             "valid": int(v.sum()), "tau": tau,
             "valid_in_analytic_top64": int(v[top64].sum()),
             "optimum_rank_valid": int((s[v] > s[best]).sum()) + 1,
-            "drafted_with_verdict": int(len(verified)),
+            "drafted_with_verdict": len(verified),
             "configs_per_second": rate}
 
 
@@ -215,7 +225,7 @@ def summarise(runs, quality) -> dict:
             if v == "xgb":
                 continue
             tr = []
-            for w, d in out["per_workload"].items():
+            for d in out["per_workload"].values():
                 if v in d and "xgb" in d:
                     tr.append(d["xgb"]["trials"] / d[v]["trials"])
             out["variants"][v]["median_trial_ratio_vs_xgb"] = med(tr)
@@ -231,11 +241,11 @@ def summarise(runs, quality) -> dict:
 
 def markdown(summary, info) -> str:
     L = [f"Command: `{info['command']}`  ", f"Machine: {info['machine']}  ",
-         f"Date: {info['date']}; seeds {info['seeds']}, budget {info['budget']} "
-         f"(capped at the space), batch {info['batch']}, plan {PLAN}.", "",
-         "| variant | workloads | runs | median trials to optimum (IQR over workloads) | "
-         "trials ratio vs xgb | median search s | total search time ratio vs xgb | reached | "
-         "learned-model evals / round | invalid measured (median) |",
+         (f"Date: {info['date']}; seeds {info['seeds']}, budget {info['budget']} "
+          f"(capped at the space), batch {info['batch']}, plan {PLAN}."), "",
+         ("| variant | workloads | runs | median trials to optimum (IQR over workloads) | "
+          "trials ratio vs xgb | median search s | total search time ratio vs xgb | reached | "
+          "learned-model evals / round | invalid measured (median) |"),
          "|---|---|---|---|---|---|---|---|---|---|"]
     for v, s in summary["variants"].items():
         L.append(f"| {v} | {s['workloads']} | {s['runs']} | {s['median_trials']:.1f} "
@@ -251,8 +261,8 @@ def markdown(summary, info) -> str:
             f"{d[v]['trials']:.0f} / {d[v]['seconds']:.2f}" if v in d else "–"
             for v in summary["variants"]) + " |")
     L += ["", f"Draft model (median Kendall τ over workloads: {summary['draft_median_tau']:.3f}):",
-          "", "| workload | space | valid | τ (valid) | valid in analytic top 64 | "
-              "optimum's rank among valid | drafted (verdict) | configs/s |",
+          "", ("| workload | space | valid | τ (valid) | valid in analytic top 64 | "
+               "optimum's rank among valid | drafted (verdict) | configs/s |"),
           "|---|---|---|---|---|---|---|---|"]
     for d in summary["draft"]:
         L.append(f"| {d['hw'].split('_')[1]}:{d['workload']} | {d['size']} | {d['valid']} | "
@@ -280,6 +290,7 @@ def oracle_data(oracle):
 def pretrain_source(sources, target, epochs: int = 50, seed: int = 0):
     """The source MLP: every source-platform table except the target's layer (hold-out)."""
     from bench_validity import layer_id
+
     from vtatune.tuning.moa import MLPRankModel
     tl = layer_id(target.task.workload)
     keep = [o for o in sources if layer_id(o.task.workload) != tl]
@@ -297,7 +308,7 @@ def pretrain_source(sources, target, epochs: int = 50, seed: int = 0):
 
 def run_moa(oracle, variant, seed, source, budget):
     from vtatune.tuning.moa import MoATuner
-    task, space = oracle.task, oracle.task.space
+    space = oracle.task.space
     budget = min(budget, space.size)
     feat, draft = cached(oracle)
     common = {"feature_fn": feat, "plan_size": MOA_PLAN, "draft": draft,
@@ -362,8 +373,8 @@ def moa_main(args) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "seeds": f"0..{args.seeds - 1}"}
     L = [f"Command: `{info['command']}`  ", f"Machine: {info['machine']}  ",
-         f"Date: {info['date']}; seeds {info['seeds']}, plan {MOA_PLAN}, random first plan, "
-         f"runs stop after {max(TAU_AT)} measurements.", "",
+         (f"Date: {info['date']}; seeds {info['seeds']}, plan {MOA_PLAN}, random first plan, "
+          f"runs stop after {max(TAU_AT)} measurements."), "",
          "Source pre-training (1x16 tables, the target's layer held out, 50 epochs): " +
          "; ".join(f"{p['target']}: {p['source_tasks']} tasks, {p['source_rows']} rows, "
                    f"{p['pretrain_s']:.0f} s" for p in pre), "",

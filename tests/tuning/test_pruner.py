@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from vtatune.space import ConfigSpace, digits_of
+from vtatune.space import ConfigSpace
 from vtatune.tuning import MeasureOutcome, create_tuner
 
 pytestmark = pytest.mark.requires("xgboost", "tune")
@@ -143,7 +143,7 @@ def test_momentum_update_is_exact():
 def test_moa_adapts_every_4_updates_from_the_siamese_copy():
     from vtatune.tuning.moa import MLPRankModel, MoACostModel
     space = grid_space()
-    feat = lambda d: d.astype(float)  # noqa: E731  (x, y as features)
+    feat = lambda d: d.astype(float)
     src = MLPRankModel(2, hidden=8, seed=3)
     src.set_normalisation(np.array([[0.0, 0.0], [19.0, 19.0]]))
     before = [p.copy() for p in src.params]

@@ -38,7 +38,8 @@ per second).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,8 +47,7 @@ from ..errors import ConfigurationError
 from ..sim.timing import Timing
 from ..space.indexing import digits_of
 from ..workloads.workload import DENSE, Workload
-from .features import (CONV_FEATURES, DENSE_FEATURES, _N_ALU, _conv_features,
-                       _dense_features)
+from .features import _N_ALU, CONV_FEATURES, DENSE_FEATURES, _conv_features, _dense_features
 
 if TYPE_CHECKING:
     from ..hardware.config import HwConfig
@@ -58,7 +58,7 @@ def _cols(names: Sequence[str], raw: np.ndarray) -> dict[str, np.ndarray]:
     return {n: raw[:, j] for j, n in enumerate(names)}
 
 
-def draft_cycles_batch(workload: Workload, hw: "HwConfig", knobs: dict,
+def draft_cycles_batch(workload: Workload, hw: HwConfig, knobs: dict,
                        timing: Timing | None = None) -> dict[str, np.ndarray]:
     """The draft model's components for many configurations (``knobs``: knob name -> array).
 
@@ -129,7 +129,7 @@ class DraftModel:
 
     ``calls`` counts configurations scored (for the tuner's bookkeeping)."""
 
-    def __init__(self, space: "ConfigSpace", workload: Workload, hw: "HwConfig",
+    def __init__(self, space: ConfigSpace, workload: Workload, hw: HwConfig,
                  profile: str | None = None):
         self.space = space
         self.workload = workload.bind(hw)
@@ -206,7 +206,7 @@ class DraftModel:
         return np.concatenate(out)[:k] if out else order[:0]
 
 
-def draft_model(space: "ConfigSpace", workload: Workload, hw: "HwConfig",
+def draft_model(space: ConfigSpace, workload: Workload, hw: HwConfig,
                 profile: str | None = None) -> DraftModel:
     """The draft model of ``space`` (the space of ``workload`` on ``hw``)."""
     return DraftModel(space, workload, hw, profile)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class MLPRankModel:
         self.std = np.ones(n_in)
         self.rng = rng
 
-    def clone(self) -> "MLPRankModel":
+    def clone(self) -> MLPRankModel:
         return copy.deepcopy(self)
 
     def set_normalisation(self, x: np.ndarray) -> None:
@@ -99,7 +100,7 @@ class MLPRankModel:
                 dout = np.zeros(idx.size)
                 np.add.at(dout, inv[:ph.size], -sig / ph.size)
                 np.add.at(dout, inv[ph.size:], sig / ph.size)
-                W1, b1, W2, b2, W3, b3 = self.params
+                _, _, W2, _, W3, _ = self.params
                 gW3 = h2.T @ dout[:, None]
                 gb3 = np.array([dout.sum()])
                 d2 = (dout[:, None] @ W3.T) * (h2 > 0)
