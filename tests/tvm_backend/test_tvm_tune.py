@@ -121,6 +121,29 @@ def test_reuse_guard_reports_kernels_identical_to_source_kernels(tuned, target):
     assert resized.reused == [] and len(resized.transferred) == len(resized.kernels)
 
 
+def test_replay_is_inside_the_timed_phase_and_faithful_time_has_no_untuned_runs(
+        tuned, target, monkeypatch):
+    import time
+
+    from vtatune.backends.tvm import transfer as tt
+    from vtatune.backends.tvm.importer import load_model
+    from vtatune.db import open_db
+    url, source, _, _ = tuned
+    calls = []
+    orig = tt._apply
+
+    def slow_apply(trace, mod):  # every replay now takes at least 0.4 s
+        calls.append(1)
+        time.sleep(0.4)
+        return orig(trace, mod)
+    monkeypatch.setattr(tt, "_apply", slow_apply)
+    with open_db(url) as db:
+        rep = tt.transfer(load_model("toy:res=24"), [source], target, db, runs=1)
+    assert calls and rep.search_s >= 0.4 * len(calls)  # the replays were timed
+    assert rep.untuned_s > 0 and rep.faithful_search_s >= 0.4 * len(calls)
+    assert rep.faithful_search_s == pytest.approx(rep.search_s - rep.untuned_s)
+
+
 def test_fixed_variant_keeps_the_untuned_kernel_when_the_transfer_is_slower():
     from vtatune.backends.tvm.transfer import KernelChoice, fix_choice
     slower = KernelChoice("k", "c", 1, untuned_s=1.0, faithful_s=2.0, faithful_from="m/k",
