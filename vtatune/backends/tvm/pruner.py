@@ -432,21 +432,30 @@ class CountingCostModel(ms.cost_model.PyCostModel):
 
 
 # ----------------------------------------------------------------------------- search strategy
+#: PrunerSearch's defaults (Pruner's: K = 512 drafted, refreshed every 2 rounds, 2 draft GA
+#: generations, ε = 0.1; the draft population is 1024 here instead of 1536, for 2 cores).
+DEFAULTS = {"draft_size": 512, "refresh": 2, "population": 1024, "draft_generations": 2,
+            "draft_eps": 0.1, "eps_greedy": 0.1}
+
+
 @derived_object
 class PrunerSearch(ms.search_strategy.PySearchStrategy):
     """Draft-then-verify (see the module docstring).  ``learned_calls[i]`` = candidates the
     learned model scored in round ``i``; ``draft_calls`` = draft-model evaluations."""
 
-    def __init__(self, draft_size: int = 512, refresh: int = 2, population: int = 1024,
-                 draft_generations: int = 2, draft_eps: float = 0.1, eps_greedy: float = 0.1,
+    def __init__(self, draft_size: int | None = None, refresh: int | None = None,
+                 population: int | None = None, draft_generations: int | None = None,
+                 draft_eps: float | None = None, eps_greedy: float | None = None,
                  hp: HostParams | None = None, seed: int | None = None):
         super().__init__()
-        self.draft_size = int(draft_size)
-        self.refresh = int(refresh)
-        self.population = int(population)
-        self.draft_generations = int(draft_generations)
-        self.draft_eps = float(draft_eps)
-        self.eps_greedy = float(eps_greedy)
+        d = DEFAULTS
+        self.draft_size = int(d["draft_size"] if draft_size is None else draft_size)
+        self.refresh = int(d["refresh"] if refresh is None else refresh)
+        self.population = int(d["population"] if population is None else population)
+        self.draft_generations = int(d["draft_generations"] if draft_generations is None
+                                     else draft_generations)
+        self.draft_eps = float(d["draft_eps"] if draft_eps is None else draft_eps)
+        self.eps_greedy = float(d["eps_greedy"] if eps_greedy is None else eps_greedy)
         self.hp = hp
         self.seed = seed
         self.learned_calls: list[int] = []
