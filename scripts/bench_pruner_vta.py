@@ -4,7 +4,8 @@
 
     python scripts/bench_pruner_vta.py [--workloads resnet18,deepbench] [--seeds 5]
         [--budget 1000] [--variants xgb,xgb-exact,pruner,pruner-randinit] [--json FILE]
-        [-o docs/pruner-vta.md]
+        [-o REPORT.md]
+    python scripts/bench_pruner_vta.py --moa [--seeds 5]    # MoA: 1x16 source -> 4x8 target
 
 Every run is ``vtatune.autotune.search.search`` (the loop of ``vtatune tune``) with
 ``scripts/bench_validity.py``'s ``OracleMeasure``: the table answers every measurement, so
@@ -28,6 +29,12 @@ Variants (XGB plan 64, loss rank, full itervar features — ``vtatune tune``'s d
                      plan from the verify step)
 * ``pruner-noverdict`` ``pruner`` with a draft that knows validity only from its analytic
                      SRAM / micro-op checks (no compiler verdict)
+
+``--moa``: a source ``MLPRankModel`` pre-trained on the ``--hw`` (1x16) tables minus the
+target's layer, then Pruner runs on each ``--cross-hw`` (4x8) table with plan 16 and a random
+first plan, verified by ``xgb``, ``mlp-scratch`` (retrained from scratch every round),
+``moa`` (momentum 0.99 every 4 rounds) or ``source-frozen``; reports trials to the optimum
+and the verifier's Kendall τ over all valid target configurations after 16..256 measurements.
 """
 from __future__ import annotations
 
