@@ -107,7 +107,7 @@ def cached(oracle):
     if k not in _CACHE:
         task = oracle.task
         _CACHE[k] = (itervar_feature_fn(task.space, task.workload, task.hw),
-                     draft_model(task.space, task.workload, task.hw, task.profile))
+                     draft_model(task.space, task.workload, task.hw, task.profile, task.sync))
     return _CACHE[k]
 
 

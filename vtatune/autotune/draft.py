@@ -130,11 +130,12 @@ class DraftModel:
     ``calls`` counts configurations scored (for the tuner's bookkeeping)."""
 
     def __init__(self, space: ConfigSpace, workload: Workload, hw: HwConfig,
-                 profile: str | None = None):
+                 profile: str | None = None, sync: str | None = None):
         self.space = space
         self.workload = workload.bind(hw)
         self.hw = hw
         self.profile = profile
+        self.sync = sync
         self.timing = Timing.from_hw(hw)
         self.names = space.names
         self.tables = [np.asarray(space[n].candidates, dtype=np.float64) for n in self.names]
@@ -168,6 +169,7 @@ class DraftModel:
 
     def valid(self, indices) -> np.ndarray:
         """The compiler's exact compile-only verdict (``compiler.sweep.verdict``, memoised)."""
+        from ..compiler.ir import REFERENCE_SYNC
         from ..compiler.profiles import DEFAULT_PROFILE
         from ..compiler.sweep import verdict
         out = []
@@ -175,7 +177,7 @@ class DraftModel:
             v = self._verdicts.get(i)
             if v is None:
                 v = verdict(self.workload, self.space.get(i).knobs, self.hw,
-                            self.profile or DEFAULT_PROFILE)[0]
+                            self.profile or DEFAULT_PROFILE, self.sync or REFERENCE_SYNC)[0]
                 self._verdicts[i] = v
             out.append(v)
         return np.asarray(out, dtype=bool)
@@ -207,6 +209,7 @@ class DraftModel:
 
 
 def draft_model(space: ConfigSpace, workload: Workload, hw: HwConfig,
-                profile: str | None = None) -> DraftModel:
-    """The draft model of ``space`` (the space of ``workload`` on ``hw``)."""
-    return DraftModel(space, workload, hw, profile)
+                profile: str | None = None, sync: str | None = None) -> DraftModel:
+    """The draft model of ``space`` (the space of ``workload`` on ``hw``; ``profile`` and
+    ``sync`` are the compiler profile and token scheme its verdicts use)."""
+    return DraftModel(space, workload, hw, profile, sync)

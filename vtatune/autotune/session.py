@@ -114,7 +114,7 @@ def tune(task: VtaTask | Any, runner: Runner | str = "tsim", *, db, tuner: str =
         options["feature_fn"] = vta_feature_fn(feature, space, task.workload, task.hw)
     if tuner == "pruner" and "draft" not in options:  # draft-then-verify: the analytic model
         from .draft import draft_model
-        options["draft"] = draft_model(space, task.workload, task.hw, task.profile)
+        options["draft"] = draft_model(space, task.workload, task.hw, task.profile, task.sync)
 
     def make_tuner(init_hook):
         return create_tuner(tuner, space, seed=seed, init=init_hook, **options)
