@@ -136,6 +136,7 @@ def test_verify_scores_only_drafted_candidates(target):
     assert len(flat) == len(set(flat))
 
 
+@pytest.mark.slow      # about 30 s alone, 55-70 s on a loaded 2-core machine
 def test_tiny_pruner_tuning_run_writes_the_database(tmp_path, target, monkeypatch,
                                                     require_extra):
     require_extra("xgboost", "tvm")

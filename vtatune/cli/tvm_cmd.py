@@ -44,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=32, help="candidates per search round (default 32)")
     p.add_argument("--kernels", default=None, help="comma-separated task names to tune (default all)")
     p.add_argument("--cost-model", default="xgb", choices=["xgb", "random", "mlp"])
+    p.add_argument("--strategy", default="evolutionary", choices=["evolutionary", "pruner"],
+                   help="MetaSchedule's evolutionary search, or Pruner's draft-then-verify "
+                        "(docs/pruner.md)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--build-timeout", type=float, default=60.0, help="seconds per build (retried x4)")
     p.add_argument("--runs", type=int, default=3, help="timed repeats per candidate")
@@ -177,7 +180,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         with _bar(f"tune {model.spec}", not args.json) as bar:
             rep = tune_model(model, target, db, trials=args.trials,
                              trials_per_task=args.trials_per_task, batch=args.batch,
-                             cost_model=args.cost_model, seed=args.seed, kernels=kernels,
+                             cost_model=args.cost_model, strategy=args.strategy,
+                             seed=args.seed, kernels=kernels,
                              build_timeout=args.build_timeout, runs=args.runs, progress=bar,
                              session=f"tune:{model.spec}")
     finally:
@@ -192,6 +196,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         bad = {k: v for k, v in rep.counts.items() if k != "ok" and v}
         if bad:
             print("  failures: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+        calls = rep.search.get("learned_calls_per_round")
+        if calls:
+            print(f"  learned-model calls per round: mean {sum(calls) / len(calls):.0f} "
+                  f"over {len(calls)} rounds ({rep.search.get('strategy')})")
         if rep.builder.get("timed_out"):
             print(f"vtatune: warning: {rep.builder['timed_out']} builds timed out even when "
                   "retried alone (stored as build_timeout, not as slow schedules); is the "
