@@ -167,3 +167,11 @@ def test_the_tuner_needs_its_task():
     task = VtaTask.create(HELD_OUT, HW)
     with pytest.raises(ConfigurationError, match="task"):
         OneShotTuner(task.space, predictor=OneShotPredictor())
+
+
+def test_eps_random_replaces_the_tail_of_the_batch(trained):
+    _, pred, (_, task, _) = trained
+    t = OneShotTuner(task.space, task=task, predictor=pred, eps_random=0.25, n_trial=8, seed=1)
+    batch = t.next_batch(4) + t.next_batch(4)
+    assert batch[:6] == t.order[:6].tolist()
+    assert [t.sources[i] for i in batch] == ["model"] * 6 + ["random"] * 2
