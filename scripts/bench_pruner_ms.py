@@ -21,16 +21,16 @@ import math
 import platform
 import time
 
-from vtatune.backends.tvm.env import load_intrinsics_for, make_target, target_cores, require_tvm
+from vtatune.backends.tvm.env import load_intrinsics_for, make_target, require_tvm, target_cores
 
 tvm = require_tvm()
-from tvm import te  # noqa: E402
-from tvm.ir.utils import derived_object  # noqa: E402
-from tvm.s_tir import meta_schedule as ms  # noqa: E402
+from tvm import te
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
 
-from vtatune.backends.tvm.builder import RetryingBuilder  # noqa: E402
-from vtatune.backends.tvm.pruner import CountingCostModel, PrunerSearch, host_params  # noqa: E402
-from vtatune.backends.tvm.tune import local_runner  # noqa: E402
+from vtatune.backends.tvm.builder import RetryingBuilder
+from vtatune.backends.tvm.pruner import CountingCostModel, PrunerSearch, host_params
+from vtatune.backends.tvm.tune import local_runner
 
 
 def matmul(n: int = 128) -> tvm.IRModule:
@@ -126,7 +126,7 @@ def summarize(results: list) -> list:
         ms_r, pr = by["evolutionary"], by["pruner"]
         target = ms_r["best_s"]
         t_ms, t_pr = time_to(ms_r["curve"], target), time_to(pr["curve"], target)
-        mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+        mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
         rows.append({
             "kernel": kernel, "seed": seed,
             "ms_best_us": ms_r["best_s"] * 1e6, "pruner_best_us": pr["best_s"] * 1e6,

@@ -38,11 +38,11 @@ import numpy as np
 from .env import require_tvm
 
 tvm = require_tvm()
-import tvm_ffi  # noqa: E402
-from tvm import tirx  # noqa: E402
-from tvm.ir.utils import derived_object  # noqa: E402
-from tvm.s_tir import meta_schedule as ms  # noqa: E402
-from tvm.s_tir import stmt as sstmt  # noqa: E402
+import tvm_ffi
+from tvm import tirx
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir import stmt as sstmt
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ def measure_host(cores: int | None = None) -> HostParams:
     cpu = ""
     try:
         cpu = str(tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")())
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001
+        log.debug("no LLVM host CPU name: %s", exc)
     return HostParams(peak_flops=peak, dram_bw=bw, vector_bits=bits, vector_regs=regs,
                       l2_bytes=_l2_bytes(), cores=cores, cpu=cpu)
 
@@ -472,8 +472,8 @@ class PrunerSearch(ms.search_strategy.PySearchStrategy):
         cores = None
         try:
             cores = int(context.target.attrs["num-cores"])
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001
+            log.debug("target without num-cores: %s", exc)
         self.hp = host_params(cores) if self.hp is None else self.hp
         self.draft = DraftCostModel(self.hp)
         self.inner = ms.search_strategy.EvolutionarySearch(
@@ -530,7 +530,7 @@ class PrunerSearch(ms.search_strategy.PySearchStrategy):
         self.learned_calls.append(len(self.pool))
         order = list(np.argsort(-scores, kind="stable"))
         n = min(n, len(order))
-        n_rand = int(round(n * self.eps_greedy))
+        n_rand = round(n * self.eps_greedy)
         picked = order[: n - n_rand]
         rest = order[n - n_rand:]
         picked += self.rng.sample(rest, min(n_rand, len(rest)))
@@ -544,7 +544,7 @@ class PrunerSearch(ms.search_strategy.PySearchStrategy):
     def notify_runner_results(self, measure_candidates: list, results: list) -> None:
         pass
 
-    def clone(self) -> "PrunerSearch":
+    def clone(self) -> PrunerSearch:
         return PrunerSearch(self.draft_size, self.refresh, self.population,
                             self.draft_generations, self.draft_eps, self.eps_greedy, self.hp,
                             self.seed)
