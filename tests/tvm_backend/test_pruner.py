@@ -158,3 +158,11 @@ def test_tiny_pruner_tuning_run_writes_the_database(tmp_path, target, monkeypatc
     assert rep.search["strategy"] == "pruner"
     assert rep.search["learned_calls_per_round"] and \
         all(0 < n <= 32 for n in rep.search["learned_calls_per_round"])
+
+
+def test_cli_offers_the_pruner_strategy(capsys):
+    from vtatune.cli.main import main
+    with pytest.raises(SystemExit) as exc:
+        main(["tvm", "tune", "toy", "--trials", "4", "--strategy", "annealing"])
+    assert exc.value.code == 2
+    assert "pruner" in capsys.readouterr().err
