@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError
-from .base import InitFn, MeasureOutcome
+from .base import InitFn
 from .xgb import XGBTuner
 
 logger = logging.getLogger("vtatune.tuning")
@@ -121,33 +121,28 @@ class PrunerTuner(XGBTuner):
                                  self._verify_rng, exclude=exclude) if self.n_random else []
         return np.concatenate([drafted, np.asarray(list(rand), dtype=np.int64)])
 
-    def _update(self, outcomes: list[MeasureOutcome]) -> None:
-        for o in outcomes:
-            self.xs.append(o.index)
-            self.ys.append(o.throughput)
-        if len(self.xs) >= self.plan_size * (self.train_ct + 1) and max(self.ys) > 0:
-            tic = time.perf_counter()
-            self.cost_model.fit(self.xs, self.ys, self.plan_size)
-            t_verify = time.perf_counter()
-            pool = self._candidates()
-            if pool.size:
-                score = self._acquisition()(self._digits(pool))
-                self.model_calls.append(int(pool.size))
-                order = np.argsort(-score, kind="stable")
-                if self.min_score is not None:
-                    order = order[score[order] >= self.min_score]
-                self.trials = [int(i) for i in pool[order[:self.plan_size]]]
-            else:
-                self.model_calls.append(0)
-                self.trials = []
-            self.verify_seconds = time.perf_counter() - t_verify
-            self.trial_pt = 0
-            self._plan_source = "model"
-            self.train_ct += 1
-            self.plan_seconds = time.perf_counter() - tic
-            logger.debug("pruner round %d: fit %.3f s, verified %d candidates, %.3f s",
-                         self.train_ct, self.cost_model.fit_seconds, pool.size,
-                         self.plan_seconds)
+    def _plan(self) -> list[int]:
+        """Verify: the fitted model scores only drafted ∪ random candidates (not SA over
+        the whole space); its best ``plan_size`` are the plan."""
+        t_verify = time.perf_counter()
+        pool = self._candidates()
+        trials: list[int] = []
+        if pool.size:
+            score = self._acquisition()(self._digits(pool))
+            order = np.argsort(-score, kind="stable")
+            if self.min_score is not None:
+                order = order[score[order] >= self.min_score]
+            trials = [int(i) for i in pool[order[:self.plan_size]]]
+        self.model_calls.append(int(pool.size))
+        self._verified = int(pool.size)
+        self.verify_seconds = time.perf_counter() - t_verify
+        self._plan_source = "model"
+        return trials
+
+    def _log_plan(self) -> None:
+        logger.debug("pruner round %d: fit %.3f s, verified %d candidates, %.3f s",
+                     self.train_ct, self.cost_model.fit_seconds, self._verified,
+                     self.plan_seconds)
 
     def _digits(self, indices: np.ndarray) -> np.ndarray:
         from ..space.indexing import digits_of

@@ -315,13 +315,20 @@ class XGBTuner(Tuner):
         if len(self.xs) >= self.plan_size * (self.train_ct + 1) and max(self.ys) > 0:
             tic = time.perf_counter()
             self.cost_model.fit(self.xs, self.ys, self.plan_size)
-            exclude = np.fromiter(self.visited, dtype=np.int64, count=len(self.visited))
-            exclude.sort()
-            self.trials = self.optimizer.find_maximums(
-                self._acquisition(), self.plan_size, exclude, min_score=self.min_score)
+            self.trials = self._plan()
             self.trial_pt = 0
             self.train_ct += 1
             self.plan_seconds = time.perf_counter() - tic
-            logger.debug("XGB plan %d: fit %.3f s (%d rounds), SA %d iterations, %.3f s total",
-                         self.train_ct, self.cost_model.fit_seconds, self.cost_model.rounds,
-                         self.optimizer.last_iterations, self.plan_seconds)
+            self._log_plan()
+
+    def _plan(self) -> list[int]:
+        """The next plan from the freshly fitted model: SA over the whole space."""
+        exclude = np.fromiter(self.visited, dtype=np.int64, count=len(self.visited))
+        exclude.sort()
+        return self.optimizer.find_maximums(self._acquisition(), self.plan_size, exclude,
+                                            min_score=self.min_score)
+
+    def _log_plan(self) -> None:
+        logger.debug("XGB plan %d: fit %.3f s (%d rounds), SA %d iterations, %.3f s total",
+                     self.train_ct, self.cost_model.fit_seconds, self.cost_model.rounds,
+                     self.optimizer.last_iterations, self.plan_seconds)
