@@ -136,3 +136,31 @@ def pg_url():
         with engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         engine.dispose()
+
+
+# ---------------------------------------------------------------- a pool without measuring
+class VerdictPool:
+    """A measurement pool that answers from the compiler's verdict: valid configurations
+    get a synthetic latency, invalid ones their category and reason."""
+
+    n = 2
+
+    def measure(self, inputs):
+        import time
+
+        from vtatune.compiler.sweep import verdict
+        from vtatune.measure import MeasureResult
+        out = []
+        for inp in inputs:
+            ok, cat, reason, msg = verdict(inp.task.workload, inp.config.knobs, inp.task.hw)
+            out.append(MeasureResult((1e-3 * (1 + inp.index % 7),), 0, 0.0, time.time()) if ok
+                       else MeasureResult((1e9,), cat, 0.0, time.time(), reason, msg))
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def verdict_pool():
+    return VerdictPool()

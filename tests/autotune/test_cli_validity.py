@@ -7,15 +7,13 @@ from vtatune.cli.main import main
 from vtatune.db import open_db
 from vtatune.task import VtaTask
 
-from test_search import VerdictPool
-
 HW = "pynq_1x16_i8w8a32_15_15_18_17"
 
 
 @pytest.fixture
-def fake_pool(monkeypatch):
+def fake_pool(monkeypatch, verdict_pool):
     import vtatune.measure.pool as pool_module
-    monkeypatch.setattr(pool_module, "MeasurePool", lambda n: VerdictPool())
+    monkeypatch.setattr(pool_module, "MeasurePool", lambda n: verdict_pool)
 
 
 def test_exact_screen_with_validity_init_measures_only_valid(tmp_path, fake_pool, capsys):

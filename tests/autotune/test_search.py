@@ -119,31 +119,14 @@ def test_acquisition_weight_keeps_the_plan_out_of_a_zero_weight_region():
 
 
 # ------------------------------------------------------------- session: predicted records
-class VerdictPool:
-    n = 2
-
-    def measure(self, inputs):
-        from vtatune.compiler.sweep import verdict
-        from vtatune.measure import MeasureResult
-        out = []
-        for inp in inputs:
-            ok, cat, reason, msg = verdict(inp.task.workload, inp.config.knobs, inp.task.hw)
-            out.append(MeasureResult((1e-3 * (1 + inp.index % 7),), 0, 0.0, time.time()) if ok
-                       else MeasureResult((1e9,), cat, 0.0, time.time(), reason, msg))
-        return out
-
-    def close(self):
-        pass
-
-
-def test_screened_configurations_are_predicted_records_only(tmp_path):
+def test_screened_configurations_are_predicted_records_only(tmp_path, verdict_pool):
     from vtatune.autotune import tune
     from vtatune.db import open_db
     from vtatune.db.autotvm import export_log
     from vtatune.task import VtaTask
     db = open_db(f"sqlite:///{tmp_path / 's.db'}")
     task = VtaTask.create("resnet18.C10", "pynq_1x16_i8w8a32_15_15_18_17")
-    s = tune(task, db=db, tuner="random", n_trial=20, pool=VerdictPool(), screen=EvenScreen())
+    s = tune(task, db=db, tuner="random", n_trial=20, pool=verdict_pool, screen=EvenScreen())
     predicted = db.records(workload_key=task.key, source="predicted")
     measured = db.records(workload_key=task.key, source="measured")
     assert s.new == 20 == len(measured) and s.screened == len(predicted) > 0
@@ -152,7 +135,7 @@ def test_screened_configurations_are_predicted_records_only(tmp_path):
     n = export_log(db, str(tmp_path / "out.log"))
     assert n == 20   # predicted records never exported
     # a resumed run counts only measurements
-    again = tune(task, db=db, tuner="random", n_trial=20, pool=VerdictPool(), screen=EvenScreen())
+    again = tune(task, db=db, tuner="random", n_trial=20, pool=verdict_pool, screen=EvenScreen())
     assert again.resumed == 20 and again.new == 0
     from vtatune.validity import record_labels
     labels = record_labels(db.records(workload_key=task.key))

@@ -94,37 +94,20 @@ def test_pruner_needs_a_draft_model():
         create_tuner("pruner", grid_space())
 
 
-class VerdictPool:
-    n = 2
-
-    def measure(self, inputs):
-        from vtatune.compiler.sweep import verdict
-        from vtatune.measure import MeasureResult
-        out = []
-        for inp in inputs:
-            ok, cat, reason, msg = verdict(inp.task.workload, inp.config.knobs, inp.task.hw)
-            out.append(MeasureResult((1e-3 * (1 + inp.index % 7),), 0, 0.0, time.time()) if ok
-                       else MeasureResult((1e9,), cat, 0.0, time.time(), reason, msg))
-        return out
-
-    def close(self):
-        pass
-
-
-def test_tune_with_pruner_through_the_database(tmp_path):
+def test_tune_with_pruner_through_the_database(tmp_path, verdict_pool):
     from vtatune.autotune import tune
     from vtatune.db import open_db
     from vtatune.task import VtaTask
     db = open_db(f"sqlite:///{tmp_path / 'p.db'}")
     task = VtaTask.create("resnet18.C10", "pynq_1x16_i8w8a32_15_15_18_17")
-    s = tune(task, db=db, tuner="pruner", n_trial=24, pool=VerdictPool(),
+    s = tune(task, db=db, tuner="pruner", n_trial=24, pool=verdict_pool,
              tuner_options={"plan_size": 8})
     recs = db.records(workload_key=task.key, source="measured")
     assert s.new == 24 == len(recs)
     # the first plan is drafted with the compiler's verdict: its 8 configurations are valid
     first = sorted(recs, key=lambda r: r.timestamp)[:8]
     assert all(r.error_no == 0 for r in first)
-    again = tune(task, db=db, tuner="pruner", n_trial=24, pool=VerdictPool(),
+    again = tune(task, db=db, tuner="pruner", n_trial=24, pool=verdict_pool,
                  tuner_options={"plan_size": 8})
     assert again.resumed == 24 and again.new == 0
     db.close()
