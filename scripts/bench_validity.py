@@ -31,6 +31,10 @@ Variants (all XGB, plan 64, AutoTVM v0.14 settings otherwise; ``VARIANTS``):
 * ``learned-p16``, ``exact-p16``  as ``learned`` / ``exact`` with XGB plan size 16: the first
                    cost model is fitted after 16 (valid) measurements instead of 64
 * ``xgb-reg-p16``  control: the baseline with plan size 16
+* ``learned-draft``, ``exact-draft``  as ``learned`` / ``exact``, but the first plan is the
+                   analytic draft model's fastest predicted-valid configurations
+                   (``vtatune.autotune.draft.DraftInit``) instead of a spread over the valid
+                   clusters: validity plus a performance prior that is not fitted to any table
 
 The classifier used on a workload never saw that workload's labels: it is trained on the
 compile-only verdicts of every ``--train`` workload except those with the same layer
@@ -55,6 +59,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from vtatune.autotune.draft import DraftInit, draft_model
 from vtatune.autotune.features import itervar_feature_fn, itervar_feature_names
 from vtatune.autotune.search import search
 from vtatune.errors import ConfigurationError
@@ -92,7 +97,7 @@ class Variant:
     loss: str = "reg"
     features: str = "itervar-noocc"
     screen: str = "none"           # none | learned | exact
-    init: str = "random"           # random | learned | exact | probe
+    init: str = "random"           # random | learned | exact | probe | draft-learned | draft-exact
     acquisition: bool = False      # weight the SA acquisition by P(valid) of the screen
     classifier: str = "main"       # feature set of the learned classifier: main (--features) | knob
     plan: int = PLAN_SIZE          # XGB plan_size (refit interval and plan length)
@@ -119,6 +124,10 @@ VARIANTS = {v.name: v for v in (
             note="as exact, XGB plan 16"),
     Variant("xgb-reg-p16", "sensitivity", plan=16,
             note="control: the baseline with plan 16 (is the gain the plan size alone?)"),
+    Variant("learned-draft", "method", screen="learned", init="draft-learned", acquisition=True,
+            note="as learned, first plan = the analytic draft model's fastest predicted-valid"),
+    Variant("exact-draft", "method", screen="exact", init="draft-exact", acquisition=True,
+            note="as exact, first plan = the analytic draft model's fastest compile-valid"),
 )}
 BASELINE = "xgb-reg"
 
@@ -346,6 +355,17 @@ class _Reached(Exception):
 
 
 _FEATURES: dict = {}
+_DRAFTS: dict = {}
+
+
+def draft_of(oracle: Oracle):
+    """The analytic draft model of a workload (vtatune.autotune.draft), cached per table; its
+    verdicts are never asked for here (the init gets P(valid) from the variant's screen)."""
+    d = _DRAFTS.get(oracle.table)
+    if d is None:
+        t = oracle.task
+        d = _DRAFTS[oracle.table] = draft_model(t.space, t.workload, t.hw, t.profile, t.sync)
+    return d
 
 
 def feature_fn(oracle: Oracle, kind: str):
@@ -379,19 +399,22 @@ def run_one(oracle: Oracle, variant: Variant, seed: int, budget: int, *, batch: 
     task, space = oracle.task, oracle.task.space
     budget = min(budget, space.size)
     learned = None
-    if variant.screen == "learned" or variant.init == "learned":
+    if variant.screen == "learned" or variant.init in ("learned", "draft-learned"):
         p = oracle.p_learned.get(variant.classifier)
         if p is None:
             raise BenchError("variants", f"{variant.name} needs a learned classifier "
                                          f"({variant.classifier}) for {oracle.name}")
         learned = LearnedScreen(None, task, threshold, probabilities=p)
-    exact = ExactScreen(task, verdicts=oracle.verdict) if "exact" in (variant.screen, variant.init) \
-        else None
+    exact = ExactScreen(task, verdicts=oracle.verdict) \
+        if "exact" in (variant.screen, variant.init) or variant.init == "draft-exact" else None
     screen = {"none": None, "learned": learned, "exact": exact}[variant.screen]
     init = None
     if variant.init in ("learned", "exact"):
         src = learned if variant.init == "learned" else exact
         init = _PlanSized(ValidityInit(src.p_valid, threshold), variant.plan)
+    elif variant.init in ("draft-learned", "draft-exact"):
+        src = learned if variant.init == "draft-learned" else exact
+        init = _PlanSized(DraftInit(draft_of(oracle), src.p_valid, threshold), variant.plan)
     elif variant.init == "probe":
         init = _PlanSized(ProbeThenClassify(task, probe_size, features=variant.probe_features,
                                             kind="rf", threshold=threshold), variant.plan)

@@ -213,3 +213,43 @@ def draft_model(space: ConfigSpace, workload: Workload, hw: HwConfig,
     """The draft model of ``space`` (the space of ``workload`` on ``hw``; ``profile`` and
     ``sync`` are the compiler profile and token scheme its verdicts use)."""
     return DraftModel(space, workload, hw, profile, sync)
+
+
+class DraftInit:
+    """An init strategy (``search(..., init=)``): the first plan is the draft model's
+    fastest configurations among the predicted-valid ones, in draft order.
+
+    Validity comes from ``p_valid_fn`` (a screen's ``p_valid``: a classifier's P(valid) ≥
+    ``threshold``, or the exact verdict as 0/1) or, without one, from the compiler's
+    compile-only verdict (``DraftModel.top(verdict=True)``).  It is the validity init with a
+    performance prior: the validity init spreads its plan uniformly over the valid clusters
+    because it knows nothing about speed; the draft knows roughly which valid
+    configurations are fast (the prior is analytic, not fitted; docs/validity.md says what
+    that does and does not tell about a board).  No probe; the generator is unused, so the
+    plan depends on the space only."""
+
+    def __init__(self, draft: DraftModel, p_valid_fn=None, threshold: float = 0.5,
+                 chunk: int = 512):
+        if p_valid_fn is not None and not callable(p_valid_fn):
+            raise ConfigurationError("p_valid_fn", f"must be callable, got {type(p_valid_fn).__name__}")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ConfigurationError("threshold", f"must be in [0, 1], got {threshold}")
+        self.draft, self.p_valid_fn = draft, p_valid_fn
+        self.threshold, self.chunk = float(threshold), int(chunk)
+
+    def probe(self, space, rng: np.random.Generator) -> list[int]:
+        return []
+
+    def first_batch(self, space, n: int, rng: np.random.Generator, probed=()) -> list[int]:
+        exclude = [int(o.index) for o in probed]
+        if self.p_valid_fn is None:
+            return [int(i) for i in self.draft.top(n, exclude, verdict=True)]
+        ranked = self.draft.top(space.size, exclude, verdict=False)  # finite scores only
+        out: list[int] = []
+        for lo in range(0, ranked.size, self.chunk):
+            part = ranked[lo:lo + self.chunk]
+            p = np.asarray(self.p_valid_fn(part), dtype=np.float64)
+            out += part[p >= self.threshold].tolist()
+            if len(out) >= n:
+                break
+        return [int(i) for i in out[:n]]

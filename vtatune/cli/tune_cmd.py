@@ -62,10 +62,11 @@ def register(sub) -> None:
                    help="skip proposals predicted invalid: by a classifier (learned, needs "
                         "--validity-model) or by the compile-only check (exact); skipped ones "
                         "are stored as predicted records, never counted as measurements")
-    v.add_argument("--init", default="random", choices=["random", "validity", "probe"],
+    v.add_argument("--init", default="random", choices=["random", "validity", "probe", "draft"],
                    help="first plan: random (AutoTVM), among predicted-valid configurations "
-                        "spread over the valid clusters (validity), or a small random probe, "
-                        "a classifier fitted on it, then the seeded plan (probe)")
+                        "spread over the valid clusters (validity), a small random probe, "
+                        "a classifier fitted on it, then the seeded plan (probe), or the "
+                        "analytic draft model's fastest predicted-valid configurations (draft)")
     v.add_argument("--validity-model", metavar="MODEL", default=None,
                    help="a model of `vtatune validity train` (P(valid) for --screen learned "
                         "and --init validity; without it --init validity uses the exact check)")
@@ -258,6 +259,10 @@ def _validity_strategies(args, task, model):
         init = ValidityInit(prior.p_valid, args.threshold)
     elif args.init == "probe":
         init = ProbeThenClassify(task, threshold=args.threshold)
+    elif args.init == "draft":  # validity from the classifier if given, else the compiler's check
+        from ..autotune.draft import DraftInit, draft_model
+        init = DraftInit(draft_model(task.space, task.workload, task.hw, task.profile, task.sync),
+                         learned.p_valid if learned is not None else None, args.threshold)
     options = {}
     if args.tuner in ("xgb", "pruner"):
         options["loss_type"] = args.loss
