@@ -48,7 +48,7 @@ def test_plan_is_the_fastest_compile_valid_configurations(task, latency):
 
 def test_p_valid_decides_validity_and_probed_are_excluded(task, latency):
     d = draft_model(task.space, task.workload, task.hw, task.profile, task.sync)
-    even = lambda idx: (np.asarray(idx) % 2 == 0).astype(float)   # noqa: E731
+    even = lambda idx: (np.asarray(idx) % 2 == 0).astype(float)
     order = [int(i) for i in np.argsort(latency, kind="stable") if np.isfinite(latency[i])]
     expect = [i for i in order if i % 2 == 0]
     probed = [MeasureOutcome(expect[0], [1e-3], 0)]
