@@ -162,23 +162,28 @@ class MoACostModel:
         return self.feature_fn(digits_of(np.asarray(indices, dtype=np.int64), self.dims))
 
     def fit(self, indices, ys, plan_size: int) -> None:
+        y = np.asarray(ys, dtype=np.float64)
+        self.fit_features(self.features(indices), y / max(float(y.max()), 1e-12))
+
+    def fit_features(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> None:
+        """One model update on all target data ``x`` (features), ``y`` (higher = better,
+        compared only inside a group of ``groups``): the MoA step of the module docstring.
+        MetaSchedule's ``MoAMLPCostModel`` (backends/tvm/mlp_model.py) calls it directly."""
         tic = time.perf_counter()
         self.updates += 1
-        x = self.features(indices)
-        y = np.asarray(ys, dtype=np.float64)
-        y = y / max(float(y.max()), 1e-12)
+        x = np.asarray(x, dtype=np.float64)
         if self.scratch:
             net = MLPRankModel(x.shape[1], seed=self.seed + self.updates)
             if self.source is not None:
                 net.mean, net.std = self.source.mean, self.source.std
             else:
                 net.set_normalisation(x)
-            net.fit(x, y, epochs=self.epochs)
+            net.fit(x, y, groups, epochs=self.epochs)
             self.predictor = net
         elif self.updates % self.period == 0:
             net = self.siamese.clone()
             net.rng = np.random.default_rng([self.seed, self.updates])
-            net.fit(x, y, epochs=self.epochs)
+            net.fit(x, y, groups, epochs=self.epochs)
             self.predictor = net
             self.siamese.params = momentum_update(self.siamese.params, net.params, self.momentum)
             self.adaptations += 1
