@@ -47,6 +47,13 @@ def register(sub) -> None:
     p.add_argument("--strategy", default="evolutionary", choices=["evolutionary", "pruner"],
                    help="MetaSchedule's evolutionary search, or Pruner's draft-then-verify "
                         "(docs/pruner.md)")
+    p.add_argument("--verifier", default=None, choices=["xgb", "mlp"],
+                   help="with --strategy pruner: the learned model that verifies the drafts, "
+                        "MetaSchedule's XGB (default, as --cost-model) or a small PaCM-like "
+                        "MLP (docs/pruner.md)")
+    p.add_argument("--moa-source", default=None, metavar="FILE",
+                   help="with --strategy pruner: a saved source MLP (.npz) adapted to this "
+                        "target by MoA (momentum 0.99 every 4 updates); implies --verifier mlp")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--build-timeout", type=float, default=60.0, help="seconds per build (retried x4)")
     p.add_argument("--runs", type=int, default=3, help="timed repeats per candidate")
@@ -165,6 +172,35 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier(args: argparse.Namespace) -> tuple[str, Any]:
+    """(verifier name, the ``cost_model`` argument of ``tune_model``) of ``--verifier`` and
+    ``--moa-source``; ``CLIUsageError`` naming the option for a bad combination or file."""
+    import os
+    if args.verifier is None and args.moa_source is None:
+        return "", args.cost_model
+    opt = "--moa-source" if args.moa_source is not None else "--verifier"
+    if args.strategy != "pruner":
+        raise CLIUsageError(f"{opt} needs --strategy pruner (it verifies Pruner's drafts)")
+    if args.moa_source is not None and args.verifier == "xgb":
+        raise CLIUsageError("--moa-source adapts an MLP: it needs --verifier mlp, not xgb")
+    if args.verifier == "xgb":
+        return "xgb", args.cost_model
+    if args.cost_model != "xgb":
+        raise CLIUsageError(f"{opt} chooses the learned model: drop --cost-model "
+                            f"{args.cost_model}")
+    if args.moa_source is not None and not os.path.isfile(args.moa_source):
+        raise CLIUsageError(f"--moa-source: no such file: {args.moa_source}")
+    from ..backends.tvm.mlp_model import MLPCostModel, MoAMLPCostModel
+    from ..errors import ConfigurationError
+    seed = 0 if args.seed is None else args.seed
+    if args.moa_source is None:
+        return "mlp", MLPCostModel(seed=seed)
+    try:
+        return "moa", MoAMLPCostModel(args.moa_source, seed=seed)
+    except ConfigurationError as exc:
+        raise CLIUsageError(f"--moa-source: {exc}") from None
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..backends.tvm.importer import load_model
     from ..backends.tvm.tune import tune_model
@@ -172,6 +208,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         positive(getattr(args, name), "--" + name.replace("_", "-"))
     if args.build_timeout <= 0:
         raise CLIUsageError(f"--build-timeout must be positive, got {args.build_timeout}")
+    verifier, cost_model = _verifier(args)
     target = _target(args)
     model = load_model(args.model, with_reference=False)
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()] if args.kernels else None
@@ -180,12 +217,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         with _bar(f"tune {model.spec}", not args.json) as bar:
             rep = tune_model(model, target, db, trials=args.trials,
                              trials_per_task=args.trials_per_task, batch=args.batch,
-                             cost_model=args.cost_model, strategy=args.strategy,
+                             cost_model=cost_model, strategy=args.strategy,
                              seed=args.seed, kernels=kernels,
                              build_timeout=args.build_timeout, runs=args.runs, progress=bar,
                              session=f"tune:{model.spec}")
     finally:
         db.close()
+    if verifier:
+        rep.search["verifier"] = verifier
     if args.json:
         emit_json(rep.to_dict())
     else:
@@ -199,7 +238,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         calls = rep.search.get("learned_calls_per_round")
         if calls:
             print(f"  learned-model calls per round: mean {sum(calls) / len(calls):.0f} "
-                  f"over {len(calls)} rounds ({rep.search.get('strategy')})")
+                  f"over {len(calls)} rounds ({rep.search.get('strategy')}"
+                  + (f", verifier {verifier})" if verifier else ")"))
         if rep.builder.get("timed_out"):
             print(f"vtatune: warning: {rep.builder['timed_out']} builds timed out even when "
                   "retried alone (stored as build_timeout, not as slow schedules); is the "

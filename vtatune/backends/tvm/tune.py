@@ -148,9 +148,13 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
             raise ConfigurationError(name, f"expected an int >= 1, got {v!r}")
     if strategy not in ("evolutionary", "pruner"):
         raise ConfigurationError("strategy", f"expected evolutionary or pruner, got {strategy!r}")
-    if cost_model not in ("xgb", "random", "mlp"):
+    if not isinstance(cost_model, str):         # a CostModel instance (e.g. mlp_model.py's)
+        if not isinstance(cost_model, ms.cost_model.CostModel):
+            raise ConfigurationError("cost_model", f"expected a name or a CostModel, got "
+                                                   f"{type(cost_model).__name__}")
+    elif cost_model not in ("xgb", "random", "mlp"):
         raise ConfigurationError("cost_model", f"expected xgb, random or mlp, got {cost_model!r}")
-    if cost_model == "xgb":
+    elif cost_model == "xgb":
         try:
             import xgboost  # noqa: F401
         except ImportError:
@@ -248,10 +252,11 @@ def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, 
         search_strategy=pruner.clone() if pruner is not None else strategy,
         task_name=k.name, rand_state=rs, num_threads=target_cores(target),
         logger=logging.getLogger(f"{__name__}.{k.name}")).clone() for k, rs in zip(ks, rand)]
-    model = (ms.CostModel.create(cost_model, num_tuning_cores=target_cores(target))
+    model = (cost_model if not isinstance(cost_model, str)
+             else ms.CostModel.create(cost_model, num_tuning_cores=target_cores(target))
              if cost_model != "random" else "random")
     counter = None
-    if search is not None and cost_model != "random":
+    if search is not None and not isinstance(model, str):
         from .pruner import CountingCostModel
         model = counter = CountingCostModel(model)    # learned-model calls per round
     try:
