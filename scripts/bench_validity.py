@@ -35,6 +35,9 @@ Variants (all XGB, plan 64, AutoTVM v0.14 settings otherwise; ``VARIANTS``):
                    analytic draft model's fastest predicted-valid configurations
                    (``vtatune.autotune.draft.DraftInit``) instead of a spread over the valid
                    clusters: validity plus a performance prior that is not fitted to any table
+* ``exact-draft-perturbed``  sensitivity: ``exact-draft`` with the draft's timing parameters each
+                   scaled by a random factor in [1/2, 2] per run (the draft shares tsim's
+                   parameters, so ``exact-draft`` on tsim tables is the best case for it)
 
 The classifier used on a workload never saw that workload's labels: it is trained on the
 compile-only verdicts of every ``--train`` workload except those with the same layer
@@ -102,6 +105,7 @@ class Variant:
     classifier: str = "main"       # feature set of the learned classifier: main (--features) | knob
     plan: int = PLAN_SIZE          # XGB plan_size (refit interval and plan length)
     probe_features: str = "knob"
+    perturb: float = 1.0           # draft inits: timing parameters scaled by up to this factor
     note: str = ""
 
 
@@ -128,6 +132,10 @@ VARIANTS = {v.name: v for v in (
             note="as learned, first plan = the analytic draft model's fastest predicted-valid"),
     Variant("exact-draft", "method", screen="exact", init="draft-exact", acquisition=True,
             note="as exact, first plan = the analytic draft model's fastest compile-valid"),
+    Variant("exact-draft-perturbed", "sensitivity", screen="exact", init="draft-exact",
+            acquisition=True, perturb=2.0,
+            note="as exact-draft, every timing parameter of the draft scaled by its own "
+                 "log-uniform factor in [1/2, 2] per run (a draft that does not match tsim)"),
 )}
 BASELINE = "xgb-reg"
 
@@ -358,6 +366,24 @@ _FEATURES: dict = {}
 _DRAFTS: dict = {}
 
 
+def perturbed_draft(oracle: Oracle, spread: float, rng: np.random.Generator):
+    """A draft model whose timing parameters are each scaled by a factor drawn log-uniformly
+    in [1/spread, spread] (integers rounded, kept ≥ 1 where they were): how much of the draft
+    init's gain survives a timing model that does not match the oracle's (tsim's)."""
+    from dataclasses import fields as dc_fields
+    from vtatune.sim.timing import Timing
+    t = oracle.task
+    d = draft_model(t.space, t.workload, t.hw, t.profile, t.sync)
+    params = t.hw.timing
+    trial = {}
+    for f in dc_fields(params):
+        v = getattr(params, f.name)
+        x = v * math.exp(rng.uniform(-math.log(spread), math.log(spread)))
+        trial[f.name] = max(1 if v >= 1 else 0, round(x)) if isinstance(v, int) else x
+    d.timing = Timing(params, t.hw.platform.freq_mhz, t.hw.bus_width // 8, **trial)
+    return d
+
+
 def draft_of(oracle: Oracle):
     """The analytic draft model of a workload (vtatune.autotune.draft), cached per table; its
     verdicts are never asked for here (the init gets P(valid) from the variant's screen)."""
@@ -414,7 +440,9 @@ def run_one(oracle: Oracle, variant: Variant, seed: int, budget: int, *, batch: 
         init = _PlanSized(ValidityInit(src.p_valid, threshold), variant.plan)
     elif variant.init in ("draft-learned", "draft-exact"):
         src = learned if variant.init == "draft-learned" else exact
-        init = _PlanSized(DraftInit(draft_of(oracle), src.p_valid, threshold), variant.plan)
+        draft = draft_of(oracle) if variant.perturb == 1.0 else \
+            perturbed_draft(oracle, variant.perturb, np.random.default_rng([seed, 11]))
+        init = _PlanSized(DraftInit(draft, src.p_valid, threshold), variant.plan)
     elif variant.init == "probe":
         init = _PlanSized(ProbeThenClassify(task, probe_size, features=variant.probe_features,
                                             kind="rf", threshold=threshold), variant.plan)
