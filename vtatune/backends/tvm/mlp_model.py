@@ -37,7 +37,7 @@ import numpy as np
 
 from ...errors import ConfigurationError
 from ...tuning.moa import MLPRankModel, MoACostModel
-from .env import require_tvm, target_cores
+from .env import load_intrinsics_for, require_tvm, target_cores
 from .pruner import HostParams, analyze, host_params, store_latency
 
 tvm = require_tvm()
@@ -336,6 +336,7 @@ def records_features(records: Iterable[Any], target: Any = None, *,
         tgt = target
         if tgt is None:
             tgt = tvm.target.Target(json.loads(recs[0].target))
+        load_intrinsics_for(tgt)    # else the first TuneContext imports all of them (~1 min)
         ctx = ms.TuneContext(mod=wl.mod, target=tgt, task_name=recs[0].workload_name or "task")
         cands, lats = [], []
         for r in recs:
