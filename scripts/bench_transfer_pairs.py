@@ -277,7 +277,11 @@ class PairBench:
         self.full_db = open_db(f"sqlite:///{self.dir / 'full.db'}")
         self.tune_phase()
         self.transfer_phase()
-        rem = self.remeasure_phase()
+        rem = self.state.get("remeasure") or self.cached_remeasure()
+        if rem is None or self.args.remeasure_again:
+            rem = self.remeasure_phase()
+            self.state["remeasure"] = rem
+            self.save()
         report = self.report(rem)
         self.state["invocations"][-1].update({"end": time.time(), "load_end": os.getloadavg()})
         self.save()
@@ -421,6 +425,22 @@ class PairBench:
                 f"search {rep.search_s:.1f} s (faithful {rep.faithful_search_s:.1f} s); "
                 f"reused {[k.name for k in rep.reused]}")
 
+    def cached_remeasure(self) -> dict | None:
+        """The re-measurement of a finished run (its report.json), reused by a rerun that only
+        recomputes the report (``--remeasure-again`` measures anew)."""
+        path = self.dir / "report.json"
+        if not path.exists():
+            return None
+        old = json.loads(path.read_text())
+        lat = {n: {lab: {"median_s": statistics.median(xs), "samples": xs, "rel_err": None}
+                   for lab, xs in d.items()} for n, d in old["latency_samples"].items()}
+        info = {k["kernel"]: {"dlight_applies": k["dlight_applies"],
+                              "dlight_rule": k.get("dlight_rule")} for k in old["per_kernel"]}
+        log(f"  re-measurement of {old['date_utc']} UTC reused (report.json)")
+        return {"latency": lat, "info": info, "rounds": old["remeasure"]["rounds"],
+                "seconds": old["remeasure"]["seconds"], "date_utc": old["date_utc"],
+                "max_rel_err": old["remeasure"]["max_rel_err"]}
+
     def remeasure_phase(self) -> dict:
         """Every schedule of interest, built once, timed round-robin in this process."""
         import numpy as np
@@ -505,7 +525,9 @@ class PairBench:
                 out.setdefault(e["kernel"], {})[lab] = {
                     "median_s": med, "samples": e["samples"], "rel_err": e["err"],
                     "same_as": e["key"]}
-        return {"latency": out, "info": info, "rounds": n, "seconds": time.time() - t0}
+        return {"latency": out, "info": info, "rounds": n, "seconds": time.time() - t0,
+                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                "max_rel_err": max(e["err"] for e in entries)}
 
     def report(self, rem: dict) -> dict:
         a = self.args
@@ -526,11 +548,24 @@ class PairBench:
         best_tun = {n: math.inf for n in w}
         seen = {n: 0 for n in w}
         events, timeline = [], []
+        # the same timeline in the runner's own measurements (MetaSchedule's LocalRunner during
+        # tuning; transfer-tuning's standalone measurements, same runner): monotone, but
+        # from different sessions
+        tts = self.state["transfer"]
+        untuned_run = {n: statistics.median([c["untuned_s"] for d in tts for c in d["kernels"]
+                                             if c["name"] == n and c["untuned_s"]] or [math.nan])
+                       for n in w}
+
+        def run_sum():
+            return sum(w[m] * (best_tun[m] if math.isfinite(best_tun[m]) else untuned_run[m])
+                       for m in w)
+        events_run = []
         for i, (ts, n, l) in enumerate(trials):
             seen[n] += 1
             t_act = active_time(ts, sessions)
             if l < best_tun[n]:
                 best_tun[n] = l
+                events_run.append((t_act, i + 1, run_sum()))
                 if f"ms@{seen[n]}" in lat[n]:      # else: it did not replay (logged)
                     best_lab[n] = f"ms@{seen[n]}"
                     events.append((t_act, i + 1, ksum(lambda m: best_lab[m])))
@@ -566,7 +601,21 @@ class PairBench:
                 search = d["faithful_search_s"] if v == "faithful" else d["search_s"]
                 hit = match_point(events, tt_sum)
                 ms_at = latency_at(events, search, u_sum)
-                row = {"repeat": r, "sum_s": tt_sum, "search_s": search,
+                run_tt = sum(w[c["name"]] * ((c["fixed_s"] if v == "fixed" else c["faithful_s"])
+                                             or c["untuned_s"]) for c in d["kernels"]
+                             if c["name"] in w)
+                u_run = sum(w[n] * untuned_run[n] for n in w)
+                hit_run = match_point(events_run, run_tt)
+                runner = {"tt_sum_s": run_tt, "untuned_sum_s": u_run,
+                          "ms_full_sum_s": events_run[-1][2] if events_run else None,
+                          "pct_max_unscheduled": share(u_run / run_tt, u_run / events_run[-1][2])
+                          if events_run else None,
+                          "ms_sum_at_tt_time_s": latency_at(events_run, search, u_run),
+                          "time_to_match_s": hit_run[0] if hit_run else None,
+                          "time_to_match_ratio": (hit_run[0] / search) if hit_run and search
+                          else None,
+                          "trials_to_match": hit_run[1] if hit_run else None}
+                row = {"repeat": r, "sum_s": tt_sum, "search_s": search, "runner": runner,
                        "measured": d["measured"],
                        "pct_max_unscheduled": share(u_sum / tt_sum, u_sum / full_sum),
                        "pct_max_default": share(d_sum / tt_sum, d_sum / full_sum),
@@ -578,13 +627,20 @@ class PairBench:
                        "time_to_match_s": hit[0] if hit else None,
                        "time_to_match_ratio": (hit[0] / search) if hit and search else None,
                        "trials_to_match": hit[1] if hit else None}
+                for key in ("pct_max_unscheduled", "time_to_match_ratio", "trials_to_match",
+                            "ms_sum_at_tt_time_s"):
+                    row[f"runner_{key}"] = runner[key]
                 reps.append(row)
             keys = ["sum_s", "search_s", "pct_max_unscheduled", "pct_max_default",
                     "t_full_over_t_tt", "ms_sum_at_tt_time_s", "time_to_match_s",
-                    "time_to_match_ratio", "trials_to_match"]
+                    "time_to_match_ratio", "trials_to_match", "runner_pct_max_unscheduled",
+                    "runner_time_to_match_ratio", "runner_trials_to_match",
+                    "runner_ms_sum_at_tt_time_s"]
             variants[v] = {"repeats": reps, "summary": {k: spread([x[k] for x in reps])
                                                         for k in keys},
-                           "matched": sum(x["time_to_match_s"] is not None for x in reps)}
+                           "matched": sum(x["time_to_match_s"] is not None for x in reps),
+                           "runner_matched": sum(x["runner"]["time_to_match_s"] is not None
+                                                 for x in reps)}
         conv = {}
         for role in ("source", "full"):
             for n, c in self.curves(role).items():
@@ -610,8 +666,9 @@ class PairBench:
                              "t_full_s": t_full, "full_trials": n_full},
             "variants": variants, "per_kernel": per_kernel,
             "remeasure": {"rounds": rem["rounds"], "seconds": rem["seconds"],
-                          "max_rel_err": max(x["rel_err"] for kk in lat.values()
-                                             for x in kk.values())},
+                          "date_utc": rem.get("date_utc"), "max_rel_err": rem["max_rel_err"]},
+            "first_ms_result_s": events_run[0][0] if events_run else None,
+            "events_runner": events_run,
             "timeline_columns": ["trial", "kernel", "active_s", "latency_s (tuning)",
                                  "kernel best-so-far (tuning)"],
             "timeline": timeline,
@@ -679,16 +736,25 @@ def render_md(r: dict) -> str:
             ("time to match (MetaSchedule / TT search time)", "time_to_match_ratio", "{:.1f}",
              "×"),
             ("trials to match (MetaSchedule, all tuned kernels)", "trials_to_match", "{:.0f}",
+             ""),
+            ("runner's own measurements: % of max speedup", "runner_pct_max_unscheduled",
+             "{:.1f}", " %"),
+            ("runner's own measurements: MetaSchedule at TT's search time",
+             "runner_ms_sum_at_tt_time_s", "{:.3f}", " ms"),
+            ("runner's own measurements: time to match", "runner_time_to_match_ratio",
+             "{:.1f}", "×"),
+            ("runner's own measurements: trials to match", "runner_trials_to_match", "{:.0f}",
              "")]
     for title, key, fmt, unit in rows:
         cells = []
         for v in ("faithful", "fixed"):
             s = dict(r["variants"][v]["summary"][key])
-            if key == "ms_sum_at_tt_time_s" and s["n"]:
+            if key.endswith("ms_sum_at_tt_time_s") and s["n"]:
                 s = {k: (x * 1e3 if isinstance(x, float) else x) for k, x in s.items()}
             cell = _sp(s, fmt, unit)
-            if key in ("time_to_match_ratio", "trials_to_match"):
-                m = r["variants"][v]["matched"]
+            if key.endswith(("time_to_match_ratio", "trials_to_match")):
+                m = r["variants"][v]["runner_matched" if key.startswith("runner")
+                                     else "matched"]
                 cell += f" [matched in {m}/{len(r['variants'][v]['repeats'])}]"
             cells.append(cell)
         L.append(f"| {title} | {cells[0]} | {cells[1]} |")
@@ -730,6 +796,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3, help="independent transfer searches")
     ap.add_argument("--remeasure", type=int, default=10, help="interleaved re-measure rounds")
+    ap.add_argument("--remeasure-again", action="store_true", help="re-measure even when "
+                    "a finished run's re-measurement exists (default: reuse it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
     args = ap.parse_args(argv)
