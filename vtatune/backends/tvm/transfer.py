@@ -1,8 +1,11 @@
 """Transfer-tuning (Gibson & Cano, PACT 2022) on MetaSchedule traces.
 
 For each kernel of a new model, the best stored schedules of same-class kernels of already
-tuned source models are replayed verbatim on it (MetaSchedule re-fits the tile-size decisions
-to the new extents), each candidate is measured once, and the fastest is kept.
+tuned source models are replayed verbatim on it, each candidate is measured once, and the
+fastest is kept.  Tile sizes are not re-fitted: replaying a ``SamplePerfectTile`` decision
+keeps every inner factor that divides what is left of the new extent and gives the outermost
+factor the rest; an inner factor that does not divide is replaced by all that is left (the
+factors outside it become 1): a trivial split from that level out (docs/tvm.md).
 
 Two variants (both reported by ``transfer``):
 
