@@ -39,6 +39,7 @@ from ...errors import ConfigurationError
 from ...tuning.moa import MLPRankModel, MoACostModel
 from .env import load_intrinsics_for, require_tvm, target_cores
 from .pruner import HostParams, analyze, host_params, store_latency
+from .store import _is_failure
 
 tvm = require_tvm()
 import tvm_ffi
@@ -102,9 +103,7 @@ def candidate_features(context: Any, candidates: list, hp: HostParams,
 def _latency(run_secs: Iterable[Any] | None) -> float:
     """Mean run time of a measurement, ``inf`` for a failure (MetaSchedule's 1e10 too)."""
     secs = [float(s) for s in (run_secs or [])]
-    if not secs or any(not math.isfinite(s) or s <= 0 or s >= 1e9 for s in secs):
-        return math.inf
-    return sum(secs) / len(secs)
+    return math.inf if _is_failure(secs) else sum(secs) / len(secs)
 
 
 def throughput_labels(latencies: Iterable[float]) -> np.ndarray:
