@@ -1,4 +1,5 @@
-"""Pruner's draft-then-verify search (Qiao et al., ASPLOS 2025) on MetaSchedule, for llvm.
+"""Pruner's draft-then-verify search (Qiao et al., ASPLOS 2025) on MetaSchedule, for llvm and
+(up to measurement, without a GPU here) cuda.
 
 Two parts (docs/pruner.md):
 
@@ -10,6 +11,12 @@ Two parts (docs/pruner.md):
   latency is the sum over stores of max(compute, memory).  ``HostParams`` (peak FLOP/s per core,
   DRAM bandwidth, vector width, vector registers, L2 size) are measured on the host once by a
   tiny micro-benchmark and cached.
+* **GPU draft model** (cuda targets; docs/pruner-cuda.md): PSA's GPU formulas
+  (``gpu_store_terms``, ``gpu_draft_latency``) over thread-bound TIR (blockIdx / threadIdx /
+  vthread loops, shared and local scopes), with ``GpuParams`` from a datasheet table keyed by
+  CUDA arch (``GPU_TABLE``, ``gpu_params``); the target's own limits take precedence.
+  ``draft_latency``, ``store_latency``, ``DraftCostModel`` and ``PrunerSearch`` dispatch on the
+  parameter type (``GpuParams`` for a cuda target); the llvm path is unchanged.
 * **Draft-then-verify search** (``PrunerSearch``, a ``PySearchStrategy``): every
   ``refresh`` (2) rounds an inner MetaSchedule ``EvolutionarySearch`` scored by the draft model
   (``DraftCostModel``; 2 GA generations) drafts ``draft_size`` (512) candidates, its own
@@ -156,6 +163,7 @@ class Loop:
     extent: int
     kind: str                # serial, parallel, vectorized, unrolled, thread
     unroll: int = 0          # pragma_auto_unroll_max_step annotation
+    tag: str = ""            # thread loops: blockIdx.x, threadIdx.y, vthread.x, ...
 
 
 @dataclass
@@ -165,6 +173,10 @@ class Access:
     size: int                # elements of the whole buffer
     loops: frozenset         # keys of the loops its indices depend on
     last: frozenset          # keys of the loops its last index depends on
+    scope: str = "global"    # storage scope: global, shared, local, ...
+    #: GPU stores only: loop key -> step of the flattened (row-major) element address when
+    #: that loop's variable goes from 0 to 1, every other variable 0
+    strides: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -199,17 +211,69 @@ def _vars(e: Any) -> list:
     return list(tirx.analysis.undefined_vars(e))
 
 
+def _scope(buf: Any) -> str:
+    try:
+        return str(buf.scope()) or "global"
+    except Exception:  # noqa: BLE001
+        return "global"
+
+
+class _NotAffine(Exception):
+    pass
+
+
+def _eval(e: Any, env: dict, exprs: dict) -> int:
+    """Integer value of an index expression: loop variables from ``env`` (absent = 0), block
+    iter vars through their bindings."""
+    if isinstance(e, tirx.IntImm):
+        return int(e.value)
+    if isinstance(e, tirx.Var):
+        k = e.__chandle__()
+        if k in env:
+            return env[k]
+        b = exprs.get(k)
+        return _eval(b, env, exprs) if b is not None else 0
+    if isinstance(e, tirx.Cast):
+        return _eval(e.value, env, exprs)
+    if isinstance(e, _ARITH):
+        a, b = _eval(e.a, env, exprs), _eval(e.b, env, exprs)
+        if isinstance(e, tirx.Add):
+            return a + b
+        if isinstance(e, tirx.Sub):
+            return a - b
+        if isinstance(e, tirx.Mul):
+            return a * b
+        if isinstance(e, tirx.Min):
+            return min(a, b)
+        if isinstance(e, tirx.Max):
+            return max(a, b)
+        if b == 0:
+            return 0
+        if isinstance(e, tirx.FloorDiv):
+            return a // b
+        if isinstance(e, tirx.FloorMod):
+            return a % b
+        if isinstance(e, tirx.Div):
+            return int(a / b)
+        if isinstance(e, tirx.Mod):
+            return int(math.fmod(a, b))
+    raise _NotAffine(type(e).__name__)
+
+
 class _Analyzer:
     def __init__(self) -> None:
         self.stores: list[StoreFeature] = []
+        self.exprs: dict = {}           # block iter var -> its binding expression
 
     def stmt(self, s: Any, loops: list, bind: dict, reduce: frozenset) -> None:
         if isinstance(s, tirx.For):
             ann = s.annotations
             unroll = _int(ann["pragma_auto_unroll_max_step"], 0) \
                 if "pragma_auto_unroll_max_step" in ann else 0
+            tb = s.thread_binding
             loop = Loop(s.loop_var.__chandle__(), max(1, _int(s.extent, 16)),
-                        _KINDS.get(int(s.kind), "serial"), unroll)
+                        _KINDS.get(int(s.kind), "serial"), unroll,
+                        str(tb.thread_tag) if tb is not None else "")
             self.stmt(s.body, loops + [loop], bind, reduce)
         elif isinstance(s, sstmt.SBlockRealize):
             blk = s.block
@@ -221,6 +285,7 @@ class _Analyzer:
                     k = v.__chandle__()
                     keys |= bind.get(k, {k})
                 bind[iv.var.__chandle__()] = frozenset(keys)
+                self.exprs[iv.var.__chandle__()] = val
                 if int(iv.iter_type) == 2:      # CommReduce
                     red |= keys
             self.stmt(blk.body, loops, bind, frozenset(red))
@@ -236,7 +301,7 @@ class _Analyzer:
         elif hasattr(s, "body"):        # LetStmt, AttrStmt, DeclBuffer, AllocBuffer, ...
             self.stmt(s.body, loops, bind, reduce)
 
-    def access(self, buf: Any, indices: list, bind: dict) -> Access:
+    def access(self, buf: Any, indices: list, bind: dict, loops: list | None = None) -> Access:
         def keys(exprs: list) -> frozenset:
             out = set()
             for e in exprs:
@@ -247,8 +312,21 @@ class _Analyzer:
         size = 1
         for d in buf.shape:
             size *= _int(d, 64)
-        return Access(str(buf.name), int(tvm.runtime.DataType(str(buf.dtype)).bits), size,
-                      keys(list(indices)), keys(list(indices)[-1:]))
+        acc = Access(str(buf.name), int(tvm.runtime.DataType(str(buf.dtype)).bits), size,
+                     keys(list(indices)), keys(list(indices)[-1:]), _scope(buf))
+        if loops and any(lp.kind == "thread" for lp in loops):     # GPU code: address steps
+            shape = [_int(d, 64) for d in buf.shape]
+            mults = [_prod(shape[i + 1:]) for i in range(len(shape))]
+
+            def addr(env: dict) -> int:
+                return sum(_eval(e, env, self.exprs) * m for e, m in zip(indices, mults))
+            try:
+                base = addr({})
+                acc.strides = {lp.key: addr({lp.key: 1}) - base for lp in loops
+                               if lp.key in acc.loops}
+            except _NotAffine:
+                acc.strides = {}
+        return acc
 
     def store(self, s: Any, loops: list, bind: dict, reduce: frozenset) -> StoreFeature:
         loads: list = []
@@ -273,8 +351,10 @@ class _Analyzer:
                     expr(a)
         expr(s.value)
         live = {lp.key for lp in loops}
-        return StoreFeature(loops=loops, ops=ops[0], write=self.access(s.buffer, s.indices, bind),
-                            reads=[self.access(_load_buffer(ld), ld.indices, bind) for ld in loads],
+        return StoreFeature(loops=loops, ops=ops[0],
+                            write=self.access(s.buffer, s.indices, bind, loops),
+                            reads=[self.access(_load_buffer(ld), ld.indices, bind, loops)
+                                   for ld in loads],
                             reduce=frozenset(k for k in reduce if k in live))
 
 
@@ -295,8 +375,11 @@ def _prod(xs: Any) -> int:
     return out
 
 
-def store_latency(f: StoreFeature, hp: HostParams) -> tuple[float, float]:
-    """(compute seconds, memory seconds) of one store."""
+def store_latency(f: StoreFeature, hp: HostParams | GpuParams) -> tuple[float, float]:
+    """(compute seconds, memory seconds) of one store (the GPU model's for ``GpuParams``)."""
+    if isinstance(hp, GpuParams):
+        terms = gpu_store_terms(f, hp)
+        return terms.compute, terms.memory
     loops = f.loops
     iters = _prod(lp.extent for lp in loops)
     flops = iters * max(1, f.ops)
@@ -359,21 +442,289 @@ def store_latency(f: StoreFeature, hp: HostParams) -> tuple[float, float]:
     return compute, memory
 
 
-def draft_latency(func: Any, hp: HostParams) -> float:
-    """The draft model's latency estimate (seconds) of a scheduled PrimFunc or IRModule."""
+def draft_latency(func: Any, hp: HostParams | GpuParams) -> float:
+    """The draft model's latency estimate (seconds) of a scheduled PrimFunc or IRModule: the
+    CPU model for ``HostParams``, the GPU one (``gpu_draft_latency``) for ``GpuParams``."""
+    if isinstance(hp, GpuParams):
+        return gpu_draft_latency(func, hp)
     stores = analyze(func)
     if not stores:
         return math.inf
     return sum(max(store_latency(f, hp)) for f in stores)
 
 
+# ----------------------------------------------------------------------------- GPU (CUDA)
+#: Vendor datasheet values per CUDA arch (one representative board each; nothing measured).
+#: peak_flops: FP32 FLOP/s without tensor cores, at boost clock (CUDA cores x 2 x clock);
+#: dram_bw: bytes/s; shared memory and registers per SM, L2: the architecture whitepapers /
+#: the CUDA C++ Programming Guide's compute-capability table.  docs/pruner-cuda.md lists the
+#: sources.  PSA's own table (Pruner's ``psamodel_params``) has A100-40GB 19490 GFLOP/s,
+#: 1555 GB/s, 108 SMs; T4 8141/320/40; TITAN V 14900/651/80.
+GPU_TABLE: dict = {
+    "sm_70": {"name": "TITAN V", "sms": 80, "peak_flops": 14.9e12, "dram_bw": 652.8e9,
+              "shared_memory_per_sm": 96 << 10, "l2_bytes": 4608 << 10},
+    "sm_75": {"name": "Tesla T4", "sms": 40, "peak_flops": 8.1e12, "dram_bw": 320e9,
+              "shared_memory_per_sm": 64 << 10, "l2_bytes": 4 << 20},
+    "sm_80": {"name": "A100-SXM4-40GB", "sms": 108, "peak_flops": 19.5e12, "dram_bw": 1555e9,
+              "shared_memory_per_sm": 164 << 10, "l2_bytes": 40 << 20},
+    "sm_86": {"name": "GeForce RTX 3090", "sms": 82, "peak_flops": 35.6e12, "dram_bw": 936e9,
+              "shared_memory_per_sm": 100 << 10, "l2_bytes": 6 << 20},
+}
+
+
+@dataclass
+class GpuParams:
+    """What the GPU draft model knows of the device.  Defaults: A100-SXM4-40GB (sm_80).
+    ``sm_partitions`` (4 warp schedulers per SM), ``active_blocks_per_sm`` (1) and
+    ``register_cap`` (128) are PSA's constants; ``max_shared_memory_per_block`` is the 48 KiB
+    of static shared memory every arch gives without opt-in."""
+    name: str = "A100-SXM4-40GB"
+    arch: str = "sm_80"
+    sms: int = 108
+    peak_flops: float = 19.5e12
+    dram_bw: float = 1555e9
+    warp_size: int = 32
+    max_threads_per_block: int = 1024
+    max_shared_memory_per_block: int = 48 << 10
+    shared_memory_per_sm: int = 164 << 10
+    registers_per_sm: int = 65536
+    l2_bytes: int = 40 << 20
+    sm_partitions: int = 4
+    active_blocks_per_sm: int = 1
+    register_cap: int = 128
+    sector_bytes: int = 32
+
+
+def _arch_number(arch: str) -> int:
+    digits = "".join(ch for ch in str(arch) if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def gpu_params(target: Any = None, *, arch: str | None = None, **overrides: Any) -> GpuParams:
+    """The datasheet row of the target's CUDA arch (``arch`` if given, else the target's
+    ``arch`` attribute, else sm_80; an arch not in ``GPU_TABLE`` takes the nearest lower row),
+    then the target's own ``max_threads_per_block`` (or ``max_num_threads``),
+    ``max_shared_memory_per_block``, ``thread_warp_size`` and ``l2_cache_size_bytes``, then
+    ``overrides``."""
+    attrs: dict = {}
+    if target is not None:
+        try:
+            attrs = dict(target.attrs)
+        except Exception:  # noqa: BLE001
+            attrs = {}
+    want = str(arch or attrs.get("arch") or "sm_80")
+    row_arch = want
+    if want not in GPU_TABLE:
+        lower = [a for a in GPU_TABLE if _arch_number(a) <= _arch_number(want)]
+        row_arch = max(lower, key=_arch_number) if lower else "sm_80"
+    row = dict(GPU_TABLE[row_arch])
+    if row_arch != want:
+        row["name"] = f"{row['name']} (the {row_arch} row, for {want})"
+    gp = GpuParams(arch=want, **row)
+    for field_name, keys in (("max_threads_per_block", ("max_threads_per_block",
+                                                        "max_num_threads")),
+                             ("max_shared_memory_per_block", ("max_shared_memory_per_block",)),
+                             ("warp_size", ("thread_warp_size",)),
+                             ("l2_bytes", ("l2_cache_size_bytes",))):
+        for k in keys:
+            if k in attrs and int(attrs[k]) > 0:
+                setattr(gp, field_name, int(attrs[k]))
+                break
+    for k, v in overrides.items():
+        setattr(gp, k, v)
+    return gp
+
+
+@dataclass
+class GpuTerms:
+    """PSA's terms of one store (methods.md §C.3; feature numbers in brackets)."""
+    grid: int                # [8] blockIdx product
+    block: int               # [9] threadIdx product
+    vthread: int             # [10] vthread product (of vthreads the store's accesses use)
+    flops_per_thread: float  # [0]
+    flops: float             # [1]
+    reg_tile: float          # [2]
+    mem_per_thread: float    # [3]
+    reuse: float             # [6] = 1 + [0]/[3]
+    dram_bytes: float        # [5], coalescing included
+    warp_eff: float          # w
+    wave_eff: float          # p
+    thread_penalty: float    # t = 1 + 1/[6]
+    reg_penalty: float       # r
+    compute: float           # seconds
+    memory: float            # seconds
+
+
+def _tag_extents(loops: list, prefix: str, only: frozenset | None = None) -> dict:
+    """tag -> extent of the thread loops of that tag (a tag bound twice, as MetaSchedule's
+    cooperative fetch does inside a threadIdx loop, is one hardware index: the largest)."""
+    out: dict = {}
+    for lp in loops:
+        if lp.kind == "thread" and lp.tag.startswith(prefix) and (only is None or lp.key in only):
+            out[lp.tag] = max(out.get(lp.tag, 1), lp.extent)
+    return out
+
+
+def _merged_accesses(f: StoreFeature) -> list:
+    accs: dict = {}
+    for acc in [f.write] + f.reads:
+        if acc.buffer in accs:
+            old = accs[acc.buffer]
+            accs[acc.buffer] = Access(old.buffer, old.bits, old.size, old.loops | acc.loops,
+                                      old.last | acc.last, old.scope,
+                                      {**acc.strides, **old.strides})
+        else:
+            accs[acc.buffer] = acc
+    return list(accs.values())
+
+
+def _coalescing(acc: Access, loops: list, inner: list, gp: GpuParams) -> float:
+    """DRAM bytes fetched per byte used by a warp's access: threadIdx.x's address step s
+    (elements), each thread's contiguous run u (the innermost per-thread loop indexing the
+    access, if its step is 1), S = elements per 32-byte sector: 1 if s <= u (a broadcast, s = 0,
+    too), else min(s, S) / min(u, S)."""
+    tx = [lp for lp in loops if lp.tag == "threadIdx.x" and lp.key in acc.loops]
+    if not tx or tx[-1].extent <= 1 or not acc.strides:     # no warp-wide access
+        return 1.0
+    s = abs(acc.strides.get(tx[-1].key, 0))
+    idx = [lp for lp in inner if lp.key in acc.loops]
+    run = idx[-1].extent if idx and abs(acc.strides.get(idx[-1].key, 0)) == 1 else 1
+    if s <= run:
+        return 1.0
+    sector = max(1, gp.sector_bytes * 8 // max(1, acc.bits))
+    return min(s, sector) / min(run, sector)
+
+
+def gpu_store_terms(f: StoreFeature, gp: GpuParams) -> GpuTerms:
+    """PSA's latency terms of one store (docs/pruner-cuda.md has the formulas).  Implemented as
+    PSA: [0], [1], [3], [6], t, w, p, r, latency = max(compute, memory).  Approximated: the
+    register tile [2] counts only the loops inside the outermost reduction loop, plus
+    vthreads (non-reductions: only vectorized loops); DRAM bytes [5] are computed per global
+    access (blocks x the threads and per-thread loops that index it), times a coalescing
+    factor PSA does not have; no cache is modelled (every block reloads its inputs)."""
+    loops = f.loops
+    accs = _merged_accesses(f)
+    used = frozenset().union(*(a.loops for a in accs)) if accs else frozenset()
+    grid = _prod(_tag_extents(loops, "blockIdx").values())
+    threads = _tag_extents(loops, "threadIdx")
+    block = _prod(threads.values())
+    # per-thread loops: everything not bound to a thread index, and the vthreads the store
+    # uses (a vthread its accesses do not use is not replicated by InjectVirtualThread)
+    first_red = min((i for i, lp in enumerate(loops) if lp.key in f.reduce), default=None)
+    inner_pos = [(i, lp) for i, lp in enumerate(loops)
+                 if lp.kind != "thread" or (lp.tag.startswith("vthread") and lp.key in used)]
+    inner = [lp for _, lp in inner_pos]
+    vthread = _prod(lp.extent for lp in inner if lp.kind == "thread")
+    f0 = float(_prod(lp.extent for lp in inner) * max(1, f.ops))
+    f1 = f0 * grid * block
+    if first_red is not None:
+        tile = [lp for i, lp in inner_pos if lp.kind == "thread" or i > first_red]
+        reg = sum(_prod(lp.extent for lp in tile if lp.key in f.write.loops and lp.key in a.loops)
+                  for a in accs)
+    else:
+        vec = [lp for lp in inner if lp.kind == "vectorized"]
+        reg = sum(_prod(lp.extent for lp in vec if lp.key in a.loops) for a in accs)
+    f3 = float(sum(_prod(lp.extent for lp in inner if lp.key in a.loops) for a in accs))
+    f6 = 1.0 + f0 / max(1.0, f3)
+    t = 1.0 + 1.0 / f6
+    r = reg / gp.register_cap if reg >= gp.register_cap else 1.0
+    warps = math.ceil(block / gp.warp_size)
+    w = (block / gp.warp_size) / warps
+    small = grid < gp.sms * gp.active_blocks_per_sm
+    if small:
+        active = min(gp.sm_partitions, warps)
+        total = gp.sm_partitions * gp.sms
+    else:
+        active = 1
+        total = gp.sms * gp.active_blocks_per_sm
+    units = grid * active
+    p = units / (math.ceil(units / total) * total)
+    compute = f1 * t * r / (gp.peak_flops * p * w)
+    dram = 0.0
+    for a in accs:
+        if a.scope != "global":
+            continue
+        th = _prod(_tag_extents(loops, "threadIdx", a.loops).values())
+        per = _prod(lp.extent for lp in inner if lp.key in a.loops)
+        dram += grid * th * per * a.bits / 8 * _coalescing(a, loops, inner, gp)
+    return GpuTerms(grid=grid, block=block, vthread=vthread, flops_per_thread=f0, flops=f1,
+                    reg_tile=float(reg), mem_per_thread=f3, reuse=f6, dram_bytes=dram,
+                    warp_eff=w, wave_eff=p, thread_penalty=t, reg_penalty=r, compute=compute,
+                    memory=dram / gp.dram_bw)
+
+
+def shared_memory_per_block(stores: list) -> dict:
+    """Bytes of shared memory per thread block, per kernel (keyed by the kernel's first
+    blockIdx loop; None = unbound code).  A shared buffer's footprint is its writer's region:
+    the loops that index it below the loops common to every store using it, plus thread and
+    vthread loops (the buffer is shared by the block's threads), capped by its size."""
+    uses: dict = {}
+    for st in stores:
+        for a in [st.write] + st.reads:
+            if a.scope.startswith("shared"):
+                uses.setdefault(a.buffer, []).append(st)
+    out: dict = {}
+    for name, sts in uses.items():
+        writers = [st for st in sts if st.write.buffer == name]
+        if not writers:
+            continue
+        keys = [[lp.key for lp in st.loops] for st in sts]
+        prefix = 0
+        while all(len(k) > prefix for k in keys) and len({k[prefix] for k in keys}) == 1:
+            prefix += 1
+        fp = 0
+        for st in writers:
+            a = st.write
+            n = _prod(lp.extent for i, lp in enumerate(st.loops)
+                      if lp.key in a.loops and not lp.tag.startswith("blockIdx")
+                      and (i >= prefix or lp.kind == "thread"))
+            fp = max(fp, min(a.size, n) * a.bits // 8)
+        kernel = next((lp.key for lp in writers[0].loops if lp.tag.startswith("blockIdx")), None)
+        out[kernel] = out.get(kernel, 0) + fp
+    return out
+
+
+def gpu_draft_latency(func: Any, gp: GpuParams) -> float:
+    """PSA's program latency (seconds): Σ over stores max(compute, memory); ``inf`` for no
+    stores or a kernel the device cannot launch (more threads per block than
+    ``max_threads_per_block``, more shared memory than ``max_shared_memory_per_block``)."""
+    stores = analyze(func)
+    if not stores:
+        return math.inf
+    total = 0.0
+    for f in stores:
+        if _prod(_tag_extents(f.loops, "threadIdx").values()) > gp.max_threads_per_block:
+            return math.inf
+        terms = gpu_store_terms(f, gp)
+        total += max(terms.compute, terms.memory)
+    if any(b > gp.max_shared_memory_per_block for b in shared_memory_per_block(stores).values()):
+        return math.inf
+    return total
+
+
+def is_gpu_target(target: Any) -> bool:
+    try:
+        return str(target.kind.name) == "cuda"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def draft_params(target: Any, cores: int | None = None) -> HostParams | GpuParams:
+    """The draft model's parameters for a target: datasheet ``GpuParams`` for cuda, the
+    host's measured ``HostParams`` otherwise."""
+    if is_gpu_target(target):
+        return gpu_params(target)
+    return host_params(cores)
+
+
 # ----------------------------------------------------------------------------- cost models
 @derived_object
 class DraftCostModel(ms.cost_model.PyCostModel):
     """The draft model as a MetaSchedule cost model: score = 1 / draft latency (higher is
-    better, as MetaSchedule expects); nothing is learned."""
+    better, as MetaSchedule expects); nothing is learned.  ``hp``: ``HostParams`` (llvm; the
+    host's by default) or ``GpuParams`` (cuda, ``draft_params(target)``)."""
 
-    def __init__(self, hp: HostParams | None = None):
+    def __init__(self, hp: HostParams | GpuParams | None = None):
         super().__init__()
         self.hp = hp or host_params()
         self.calls = 0
@@ -446,7 +797,7 @@ class PrunerSearch(ms.search_strategy.PySearchStrategy):
     def __init__(self, draft_size: int | None = None, refresh: int | None = None,
                  population: int | None = None, draft_generations: int | None = None,
                  draft_eps: float | None = None, eps_greedy: float | None = None,
-                 hp: HostParams | None = None, seed: int | None = None):
+                 hp: HostParams | GpuParams | None = None, seed: int | None = None):
         super().__init__()
         d = DEFAULTS
         self.draft_size = int(d["draft_size"] if draft_size is None else draft_size)
@@ -469,6 +820,8 @@ class PrunerSearch(ms.search_strategy.PySearchStrategy):
 
     def _initialize_with_tune_context(self, context: Any) -> None:
         self.context = context
+        if self.hp is None and is_gpu_target(context.target):
+            self.hp = gpu_params(context.target)      # datasheet values of the target's arch
         cores = None
         try:
             cores = int(context.target.attrs["num-cores"])
