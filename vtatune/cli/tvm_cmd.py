@@ -44,9 +44,15 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=32, help="candidates per search round (default 32)")
     p.add_argument("--kernels", default=None, help="comma-separated task names to tune (default all)")
     p.add_argument("--cost-model", default="xgb", choices=["xgb", "random", "mlp"])
-    p.add_argument("--strategy", default="evolutionary", choices=["evolutionary", "pruner"],
-                   help="MetaSchedule's evolutionary search, or Pruner's draft-then-verify "
-                        "(docs/pruner.md)")
+    p.add_argument("--strategy", default="evolutionary",
+                   choices=["evolutionary", "pruner", "oneshot"],
+                   help="MetaSchedule's evolutionary search, Pruner's draft-then-verify "
+                        "(docs/pruner.md), or one-shot: one batch of the frozen predictor's "
+                        "top-k per kernel, k = --trials-per-task (default --batch) "
+                        "(docs/oneshot.md)")
+    p.add_argument("--oneshot-model", default=None, metavar="FILE",
+                   help="with --strategy oneshot: a saved predictor (default "
+                        "$VTATUNE_ONESHOT_MS_MODEL, else the one trained on the shipped data)")
     p.add_argument("--verifier", default=None, choices=["xgb", "mlp"],
                    help="with --strategy pruner: the learned model that verifies the drafts, "
                         "MetaSchedule's XGB (default, as --cost-model) or a small PaCM-like "
@@ -201,6 +207,24 @@ def _verifier(args: argparse.Namespace) -> tuple[str, Any]:
         raise CLIUsageError(f"--moa-source: {exc}") from None
 
 
+def _oneshot_model(args: argparse.Namespace) -> Any:
+    """The loaded ``--oneshot-model`` (``None``: the default predictor); ``CLIUsageError``
+    naming the option for a bad combination or file."""
+    if args.strategy != "oneshot":
+        if args.oneshot_model is not None:
+            raise CLIUsageError("--oneshot-model needs --strategy oneshot")
+        return None
+    if args.cost_model != "xgb":
+        raise CLIUsageError(f"--strategy oneshot uses its frozen predictor: drop --cost-model "
+                            f"{args.cost_model}")
+    from ..backends.tvm.oneshot import resolve_predictor
+    from ..errors import ConfigurationError
+    try:
+        return resolve_predictor(args.oneshot_model)
+    except ConfigurationError as exc:
+        raise CLIUsageError(f"--oneshot-model: {exc}") from None
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..backends.tvm.importer import load_model
     from ..backends.tvm.tune import tune_model
@@ -209,6 +233,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.build_timeout <= 0:
         raise CLIUsageError(f"--build-timeout must be positive, got {args.build_timeout}")
     verifier, cost_model = _verifier(args)
+    oneshot_model = _oneshot_model(args)
     target = _target(args)
     model = load_model(args.model, with_reference=False)
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()] if args.kernels else None
@@ -220,7 +245,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                              cost_model=cost_model, strategy=args.strategy,
                              seed=args.seed, kernels=kernels,
                              build_timeout=args.build_timeout, runs=args.runs, progress=bar,
-                             session=f"tune:{model.spec}")
+                             session=f"tune:{model.spec}", oneshot_model=oneshot_model)
     finally:
         db.close()
     if verifier:
@@ -237,7 +262,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             print("  failures: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
         calls = rep.search.get("learned_calls_per_round")
         if calls:
-            print(f"  learned-model calls per round: mean {sum(calls) / len(calls):.0f} "
+            print(f"  {'predictor' if args.strategy == 'oneshot' else 'learned-model'} calls "
+                  f"per round: mean {sum(calls) / len(calls):.0f} "
                   f"over {len(calls)} rounds ({rep.search.get('strategy')}"
                   + (f", verifier {verifier})" if verifier else ")"))
         if rep.builder.get("timed_out"):

@@ -322,8 +322,7 @@ def records_features(records: Iterable[Any], target: Any = None, *,
     from tvm.s_tir.meta_schedule.database import TuningRecord as MSRecord
     from tvm.s_tir.meta_schedule.database import Workload
 
-    from .store import BACKEND, to_ms_json
-    from .tune import NOT_COUNTED
+    from .store import BACKEND, NOT_COUNTED, to_ms_json
     groups: dict[tuple[str, str], list] = {}
     for r in records:
         if r.backend == BACKEND and int(r.error_no) not in NOT_COUNTED:

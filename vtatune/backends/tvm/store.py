@@ -49,6 +49,9 @@ LOCAL_RUNNER = "ms-local"
 #: Runner label of transfer-tuning's standalone measurements (same runner, other purpose:
 #: they never count against a tuning budget).
 TRANSFER_RUNNER = "ms-transfer"
+#: Failures that say nothing about the schedule (a busy machine): they do not use up a tuning
+#: budget and are no training labels.
+NOT_COUNTED = (int(ErrorCategory.BUILD_TIMEOUT), int(ErrorCategory.RUN_TIMEOUT))
 _MAX_ATTEMPTS = 64
 
 

@@ -30,10 +30,7 @@ from tvm.s_tir import meta_schedule as ms  # noqa: E402
 from tvm.s_tir.meta_schedule.database import TuningRecord as MSRecord  # noqa: E402
 
 from .builder import BUILD_TIMEOUT_TAG, RetryingBuilder  # noqa: E402
-from .store import LOCAL_RUNNER, MSDatabase  # noqa: E402
-
-#: Failures that say nothing about the schedule (a busy machine): they do not use up budget.
-NOT_COUNTED = (int(ErrorCategory.BUILD_TIMEOUT), int(ErrorCategory.RUN_TIMEOUT))
+from .store import LOCAL_RUNNER, NOT_COUNTED, MSDatabase  # noqa: E402,F401 - NOT_COUNTED re-exported
 
 
 class _Stop(Exception):
@@ -139,15 +136,29 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
                kernels: Sequence[str] | None = None, build_timeout: float = 60.0,
                run_timeout: float = 30.0, runs: int = 3, session: str = "",
                progress: Callable[[int, int], Any] | None = None,
-               on_batch: Callable[[str, int, float], None] | None = None) -> TuneReport:
+               on_batch: Callable[[str, int, float], None] | None = None,
+               oneshot_model: Any = None) -> TuneReport:
     """Tune ``model`` on ``target`` with ``trials`` measurements in all (MetaSchedule's
     ``max_trials_global``), at most ``trials_per_task`` per kernel, ``batch`` candidates per
-    round.  ``kernels`` restricts tuning to those task names.  Returns a ``TuneReport``."""
+    round.  ``kernels`` restricts tuning to those task names.  Returns a ``TuneReport``.
+
+    ``strategy="oneshot"`` (oneshot.py): each kernel gets one batch of k =
+    ``trials_per_task`` (default ``min(batch, trials)``) candidates, the top-k of a
+    model-only search with the frozen predictor ``oneshot_model`` (an ``OneShotMSPredictor``
+    or its file; default: the one trained on the shipped data); ``cost_model`` is unused."""
     for name, v in (("trials", trials), ("batch", batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigurationError(name, f"expected an int >= 1, got {v!r}")
-    if strategy not in ("evolutionary", "pruner"):
-        raise ConfigurationError("strategy", f"expected evolutionary or pruner, got {strategy!r}")
+    if strategy not in ("evolutionary", "pruner", "oneshot"):
+        raise ConfigurationError("strategy", f"expected evolutionary, pruner or oneshot, "
+                                             f"got {strategy!r}")
+    predictor = None
+    if strategy == "oneshot":
+        from .oneshot import resolve_predictor
+        predictor = resolve_predictor(oneshot_model)
+        batch = int(trials_per_task or min(batch, trials))
+        trials_per_task = batch
+        cost_model = "random"                   # unused: the predictor is the cost model
     if not isinstance(cost_model, str):         # a CostModel instance (e.g. mlp_model.py's)
         if not isinstance(cost_model, ms.cost_model.CostModel):
             raise ConfigurationError("cost_model", f"expected a name or a CostModel, got "
@@ -213,8 +224,10 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
                 if share <= 0:
                     break
                 before = measured[0]
-                _run_group(ks, target, database, recorder, builder, share, cap, batch,
-                           cost_model, strategy, seed, run_timeout, runs, report.search)
+                _run_group(ks, target, database, recorder, builder, share, cap,
+                           cap if predictor is not None else batch,
+                           cost_model, strategy, seed, run_timeout, runs, report.search,
+                           predictor)
                 left -= measured[0] - before
         except KeyboardInterrupt:
             report.interrupted = True
@@ -237,7 +250,7 @@ def tune_model(model: ImportedModel, target: Any, db: Any, *, trials: int,
 def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, builder: Any,
                trials: int, cap: int, batch: int, cost_model: str, strategy: str,
                seed: int | None, run_timeout: float, runs: int,
-               search: dict | None = None) -> None:
+               search: dict | None = None, predictor: Any = None) -> None:
     """One ``tune_tasks`` call over kernels with the same per-task cap.  TVM reports a Python
     exception raised inside its loop as RuntimeError: Ctrl-C (``_Stop``) comes out as
     ``KeyboardInterrupt``, a callback's error as itself, anything else as
@@ -247,15 +260,28 @@ def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, 
     if strategy == "pruner":      # draft-then-verify (pruner.py); one clone per task
         from .pruner import PrunerSearch
         pruner = PrunerSearch()
+    def strategy_of() -> Any:
+        if pruner is not None:
+            return pruner.clone()
+        if strategy == "oneshot":
+            from .oneshot import search_strategy
+            return search_strategy()
+        return strategy
     contexts = [ms.TuneContext(
         mod=k.mod, target=target, space_generator="post-order-apply",
-        search_strategy=pruner.clone() if pruner is not None else strategy,
+        search_strategy=strategy_of(),
         task_name=k.name, rand_state=rs, num_threads=target_cores(target),
         logger=logging.getLogger(f"{__name__}.{k.name}")).clone() for k, rs in zip(ks, rand)]
     model = (cost_model if not isinstance(cost_model, str)
              else ms.CostModel.create(cost_model, num_tuning_cores=target_cores(target))
              if cost_model != "random" else "random")
     counter = None
+    callbacks = [recorder, ms.measure_callback.RemoveBuildArtifact(),
+                 ms.measure_callback.UpdateCostModel()]
+    if predictor is not None:       # one-shot: the frozen predictor, nothing is updated
+        from .oneshot import OneShotCostModel
+        model = OneShotCostModel(predictor)
+        callbacks = callbacks[:2]
     if search is not None and not isinstance(model, str):
         from .pruner import CountingCostModel
         model = counter = CountingCostModel(model)    # learned-model calls per round
@@ -265,14 +291,15 @@ def _run_group(ks: list, target: Any, database: MSDatabase, recorder: Recorder, 
             max_trials_global=trials, max_trials_per_task=cap, num_trials_per_iter=batch,
             builder=builder, runner=local_runner(run_timeout, runs),
             database=database, cost_model=model,
-            measure_callbacks=[recorder, ms.measure_callback.RemoveBuildArtifact(),
-                               ms.measure_callback.UpdateCostModel()],
-            task_scheduler="gradient")
+            measure_callbacks=callbacks, task_scheduler="gradient")
         if counter is not None:
             calls = [n for n in counter.per_round if n]
             search["strategy"] = strategy
             search.setdefault("learned_calls_per_round", []).extend(calls)
             search["learned_seconds"] = search.get("learned_seconds", 0.0) + counter.seconds
+        if predictor is not None and search is not None:
+            search["oneshot_predictor"] = predictor.fingerprint()
+            search["oneshot_k"] = batch
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - TVM wraps everything in RuntimeError
