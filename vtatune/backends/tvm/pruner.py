@@ -475,9 +475,13 @@ GPU_TABLE: dict = {
 @dataclass
 class GpuParams:
     """What the GPU draft model knows of the device.  Defaults: A100-SXM4-40GB (sm_80).
+    Used by the formulas: ``sms``, ``peak_flops``, ``dram_bw``, ``warp_size``,
     ``sm_partitions`` (4 warp schedulers per SM), ``active_blocks_per_sm`` (1) and
-    ``register_cap`` (128) are PSA's constants; ``max_shared_memory_per_block`` is the 48 KiB
-    of static shared memory every arch gives without opt-in."""
+    ``register_cap`` (128) -- the last three are PSA's constants -- and ``sector_bytes``
+    (coalescing); ``max_threads_per_block`` and ``max_shared_memory_per_block`` (the 48 KiB of
+    static shared memory every arch gives without opt-in) reject kernels the device cannot
+    launch.  ``shared_memory_per_sm``, ``registers_per_sm`` and ``l2_bytes`` are recorded but
+    not used (PSA models neither occupancy limits nor the L2)."""
     name: str = "A100-SXM4-40GB"
     arch: str = "sm_80"
     sms: int = 108
