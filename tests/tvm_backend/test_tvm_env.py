@@ -60,6 +60,9 @@ def test_cuda_code_generation_without_a_gpu():
 
     from vtatune.backends.tvm.env import BackendUnavailableError, gpu_available, make_target
     t = make_target("cuda:sm_80")
+    # the launch limits MetaSchedule's AutoBind needs (it stops without them)
+    assert int(t.attrs["max_threads_per_block"]) == 1024
+    assert int(t.attrs["max_shared_memory_per_block"]) == 48 * 1024
     n = 256
     a = te.placeholder((n,), name="A")
     b = te.compute((n,), lambda i: a[i] * 2.0, name="B")

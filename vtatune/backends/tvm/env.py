@@ -151,6 +151,10 @@ def make_target(spec: str | dict | None = "llvm", *, num_cores: int | None = Non
         host = None
     elif kind == "cuda":
         spec.setdefault("arch", "sm_80")
+        # MetaSchedule's AutoBind / VerifyGPUCode read these; the CUDA defaults of every arch
+        # since sm_30 (a GPU's own values win when the spec gives them)
+        spec.setdefault("max_threads_per_block", 1024)
+        spec.setdefault("max_shared_memory_per_block", 49152)
         host = {"kind": "llvm", "mcpu": host_cpu(), "num-cores": int(num_cores or physical_cores())}
     else:
         raise ConfigurationError("target", f"kind {kind!r} is not supported (llvm, cuda)")
