@@ -130,8 +130,8 @@ def candidate_rows(context: Any, candidates: list, hp: HostParams,
 @dataclass
 class OneShotMSData:
     """Offline data: rows ``x`` (``N_FEATURES``), labels ``y`` (normalised throughput inside
-    the task), the task number of each row, and per task a dict (name, key digest, hw, rows,
-    best_us, source)."""
+    the task), the task number of each row, and per task a dict (name, key digest, structural
+    hash, hw, rows, best_us)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -210,13 +210,12 @@ def build_data(records: Iterable[Any], target: Any, *, hp: HostParams | None = N
         ok = [r.mean_cost for r in recs if r.ok]
         tasks.append({"name": recs[0].workload_name, "key": hashlib.sha256(key.encode()).hexdigest()[:16],
                       "shash": str(int(tvm_ffi.structural_hash(mod))),
-                      "hw": hw, "rows": int(len(y)), "best_us": min(ok) * 1e6 if ok else None,
-                      "source": source})
+                      "hw": hw, "rows": int(len(y)), "best_us": min(ok) * 1e6 if ok else None})
     if not xs:
         raise ConfigurationError("records", "no MetaSchedule records to build one-shot data from")
     return OneShotMSData(np.concatenate(xs), np.concatenate(ys), np.concatenate(ts), tasks,
                          {"host": hp.__dict__ if hasattr(hp, "__dict__") else {},
-                          "tvm": str(getattr(tvm, "__version__", "?"))})
+                          "tvm": str(getattr(tvm, "__version__", "?")), "source": source})
 
 
 # ----------------------------------------------------------------------------- predictor
