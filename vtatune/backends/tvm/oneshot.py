@@ -42,7 +42,7 @@ import numpy as np
 from ...errors import ConfigurationError
 from ...tuning.ranking import balanced_weights, kendall_tau  # noqa: F401 - re-exported
 from .env import require_tvm, target_cores
-from .pruner import HostParams, analyze, host_params
+from .pruner import HostParams, analyze, draft_params, host_params
 
 tvm = require_tvm()
 import tvm_ffi  # noqa: E402
@@ -369,8 +369,8 @@ class OneShotCostModel(ms.cost_model.PyCostModel):
         if not candidates:
             return np.zeros(0)
         tic = time.perf_counter()
-        if self.hp is None:
-            self.hp = host_params(target_cores(context.target))
+        if self.hp is None:     # datasheet GPU parameters on cuda, the host's on llvm
+            self.hp = draft_params(context.target, target_cores(context.target))
         key = int(tvm_ffi.structural_hash(context.mod))
         if key not in self._task_rows:
             self._task_rows[key] = task_features(context.mod)
