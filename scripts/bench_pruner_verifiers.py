@@ -389,11 +389,10 @@ def run(P: dict, db: Any, phase: str, kernel: str, method: str, trials: int, bat
 def get_source(P: dict, db: Any, results: list, seeds: list, path: str) -> tuple[Any, dict]:
     """The MoA source net: loaded from ``path`` if it exists, else pre-trained on the stored
     phase-A records of the runs of ``seeds`` (both kernels, both verifiers) and saved."""
+    if os.path.exists(path):   # the sessions it was trained on are in the output already
+        return P["load_rank_model"](path), {"path": path, "loaded": True}
     sessions = sorted(r["session"] for r in results if r["phase"] == "A" and r["seed"] in seeds)
     info = {"path": path, "sessions": sessions}
-    if os.path.exists(path):
-        info["loaded"] = True
-        return P["load_rank_model"](path), info
     target, hp = platform_of(P, "A")
     label = P["target_label"](target)
     recs = [r for r in db.records(hw=label) if r.session in set(sessions)]
