@@ -242,7 +242,7 @@ def online(specs: list[str], predictor: OneShotMSPredictor, data: OneShotMSData,
             for r in mine:
                 r["remeasured_s"] = re.get(f"{r['strategy']}:{r['k']}")
             save()
-    out["summary"] = summarize(runs, budgets=(64, 128))
+    out["summary"] = summarize(runs, budgets=(64, 128, 192, 256))
 
 
 def prefix(curve: list, trials: int) -> list:
@@ -316,7 +316,7 @@ def main(argv=None) -> int:
         out["offline_s"] = time.perf_counter() - t0
         save()
     if args.online is None and out.get("runs"):      # recompute the figures of stored runs
-        out["summary"] = summarize(out["runs"], budgets=(64, 128))
+        out["summary"] = summarize(out["runs"], budgets=(64, 128, 192, 256))
         save()
         for row in out["summary"]:
             print(json.dumps(row))
