@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from ms_samples import known_latency, matmul, sample
 
 
 @pytest.fixture(scope="module")
@@ -17,64 +18,12 @@ def hp():
                       l2_bytes=2 << 20, cores=2)
 
 
-def _matmul(n):
-    import tvm
-    from tvm import te
-    a = te.placeholder((n, n), "float32", name="A")
-    b = te.placeholder((n, n), "float32", name="B")
-    k = te.reduce_axis((0, n), "k")
-    c = te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
-    return tvm.IRModule({"main": te.create_prim_func([a, b, c])})
-
-
-def _sample(target, mod, n, name):
-    """``n`` post-processed MetaSchedule candidates of ``mod`` (replayed design spaces)."""
-    from tvm.s_tir import meta_schedule as ms
-    ctx = ms.TuneContext(mod=mod, target=target, space_generator="post-order-apply",
-                         search_strategy="replay-trace", task_name=name, rand_state=0,
-                         num_threads=1)
-    ctx.pre_tuning(max_trials=n, num_trials_per_iter=n,
-                   design_spaces=ctx.generate_design_space(),
-                   database=ms.database.MemoryDatabase(), cost_model=None)
-    cands = ctx.generate_measure_candidates()
-    ctx.post_tuning()
-    return ctx, list(cands)
-
-
 @pytest.fixture(scope="module")
 def tasks(target):
     from vtatune.backends.tvm.env import load_intrinsics_for
     load_intrinsics_for(target)
-    return {"mm64": _sample(target, _matmul(64), 180, "mm64"),
-            "mm32": _sample(target, _matmul(32), 60, "mm32")}
-
-
-def _loops(stmt, out):
-    """Every ``For`` of a TIR statement (a walk of its own, not pruner.analyze's)."""
-    from tvm import tirx
-    if isinstance(stmt, tirx.For):
-        out.append(stmt)
-        _loops(stmt.body, out)
-    elif isinstance(stmt, tirx.SeqStmt):
-        for s in stmt.seq:
-            _loops(s, out)
-    elif hasattr(stmt, "block"):
-        _loops(stmt.block.body, out)
-    elif hasattr(stmt, "body"):
-        _loops(stmt.body, out)
-    return out
-
-
-def known_latency(mod) -> float:
-    """A hand-built latency, monotone in known loop extents: shorter with a longer vector
-    loop (up to 16 lanes), with more parallel iterations (up to 4) and with unrolling."""
-    from tvm import tirx
-    loops = _loops(mod["main"].body, [])
-    vec = max([int(lp.extent) for lp in loops if lp.kind == tirx.ForKind.VECTORIZED] or [1])
-    par = math.prod(int(lp.extent) for lp in loops if lp.kind == tirx.ForKind.PARALLEL)
-    unroll = max([int(lp.annotations["pragma_auto_unroll_max_step"]) for lp in loops
-                  if "pragma_auto_unroll_max_step" in lp.annotations] or [0])
-    return 1e-4 * (1 / min(vec, 16) + 1 / min(par, 4) + 0.1 * (unroll == 0))
+    return {"mm64": sample(target, matmul(64), 180, "mm64"),
+            "mm32": sample(target, matmul(32), 60, "mm32")}
 
 
 def _results(lats):

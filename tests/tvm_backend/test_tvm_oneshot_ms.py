@@ -5,10 +5,10 @@ end through ``tune_model`` and the CLI: one batch of k, a frozen predictor, resu
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
+from ms_samples import known_latency, matmul, sample
 
 
 @pytest.fixture(scope="module")
@@ -18,60 +18,9 @@ def hp():
                       l2_bytes=2 << 20, cores=2)
 
 
-def _matmul(n, k, m):
-    import tvm
-    from tvm import te
-    a = te.placeholder((n, k), "float32", name="A")
-    b = te.placeholder((k, m), "float32", name="B")
-    r = te.reduce_axis((0, k), "r")
-    c = te.compute((n, m), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name="C")
-    return tvm.IRModule({"main": te.create_prim_func([a, b, c])})
-
-
-def _sample(target, mod, n, name):
-    """``n`` post-processed MetaSchedule candidates of ``mod`` (replayed design spaces)."""
-    from tvm.s_tir import meta_schedule as ms
-    ctx = ms.TuneContext(mod=mod, target=target, space_generator="post-order-apply",
-                         search_strategy="replay-trace", task_name=name, rand_state=0,
-                         num_threads=1)
-    ctx.pre_tuning(max_trials=n, num_trials_per_iter=n,
-                   design_spaces=ctx.generate_design_space(),
-                   database=ms.database.MemoryDatabase(), cost_model=None)
-    cands = list(ctx.generate_measure_candidates())
-    ctx.post_tuning()
-    return ctx, cands
-
-
-def _loops(stmt, out):
-    from tvm import tirx
-    if isinstance(stmt, tirx.For):
-        out.append(stmt)
-        _loops(stmt.body, out)
-    elif isinstance(stmt, tirx.SeqStmt):
-        for s in stmt.seq:
-            _loops(s, out)
-    elif hasattr(stmt, "block"):
-        _loops(stmt.block.body, out)
-    elif hasattr(stmt, "body"):
-        _loops(stmt.body, out)
-    return out
-
-
-def known_latency(mod) -> float:
-    """Hand-built latency, monotone in known loop extents (longer vector loop, more parallel
-    iterations, unrolling: faster)."""
-    from tvm import tirx
-    loops = _loops(mod["main"].body, [])
-    vec = max([int(lp.extent) for lp in loops if lp.kind == tirx.ForKind.VECTORIZED] or [1])
-    par = math.prod(int(lp.extent) for lp in loops if lp.kind == tirx.ForKind.PARALLEL)
-    unroll = max([int(lp.annotations["pragma_auto_unroll_max_step"]) for lp in loops
-                  if "pragma_auto_unroll_max_step" in lp.annotations] or [0])
-    return 1e-4 * (1 / min(vec, 16) + 1 / min(par, 4) + 0.1 * (unroll == 0))
-
-
-def test_task_features_of_a_hand_built_matmul():
+def test_task_features_of_a_hand_builtmatmul():
     from vtatune.backends.tvm.oneshot import TASK_FEATURES, task_features
-    f = task_features(_matmul(64, 32, 16))
+    f = task_features(matmul(64, 32, 16))
     want = dict.fromkeys(TASK_FEATURES, 0.0)
     # buffers A (64, 32), B (32, 16), C (64, 16): right-aligned in 4 slots
     want.update({"buf0_dim2": 64, "buf0_dim3": 32, "buf1_dim2": 32, "buf1_dim3": 16,
@@ -96,7 +45,7 @@ def test_offline_data_from_the_shared_database_and_held_out_ranking(target, hp, 
     from vtatune.db import open_db
     load_intrinsics_for(target)
     shapes = {"mm64": (64, 64, 64), "mm48": (48, 32, 64), "mm32": (32, 64, 32)}
-    train = {name: _sample(target, _matmul(*s), 70, name) for name, s in shapes.items()}
+    train = {name: sample(target, matmul(*s), 70, name) for name, s in shapes.items()}
     with open_db(f"sqlite:///{tmp_path / 'records.db'}") as db:
         store = MSDatabase(db, target)
         for name, (ctx, cands) in train.items():
@@ -125,7 +74,7 @@ def test_offline_data_from_the_shared_database_and_held_out_ranking(target, hp, 
     assert back.digest() == data.digest() and back.tasks == data.tasks
     pred = OneShotMSPredictor(rounds=150).fit(back)
     # a held-out shape, ranked by the frozen predictor through the MetaSchedule cost model
-    ctx, held = _sample(target, _matmul(40, 48, 56), 60, "mm40")
+    ctx, held = sample(target, matmul(40, 48, 56), 60, "mm40")
     model = OneShotCostModel(pred, hp=hp)
     fp = pred.fingerprint()
     score = model.predict(ctx, held)
@@ -148,7 +97,7 @@ def predictor_file(tmp_path_factory, target, hp):
     load_intrinsics_for(target)
     xs, ys, ts = [], [], []
     for t, shape in enumerate([(64, 64, 64), (16, 32, 16)]):
-        ctx, cands = _sample(target, _matmul(*shape), 60, f"mm{t}")
+        ctx, cands = sample(target, matmul(*shape), 60, f"mm{t}")
         lat = np.array([known_latency(c.sch.mod) for c in cands])
         xs.append(candidate_rows(ctx, cands, hp))
         ys.append(lat.min() / lat)

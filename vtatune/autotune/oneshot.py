@@ -41,7 +41,6 @@ names another predictor file.  The shipped data hold every exhaustive table of t
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -50,13 +49,13 @@ import pathlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigurationError
 from ..space.indexing import digits_of
 from ..tuning.base import InitFn, MeasureOutcome, Tuner
+from ..tuning.boosted import BoostedRegressor
 from ..tuning.ranking import balanced_weights, kendall_tau  # noqa: F401 - re-exported
 from ..workloads.workload import DENSE, Workload
 from .features import CONV_FEATURES, DENSE_FEATURES, itervar_features_batch
@@ -248,37 +247,20 @@ def build_data(entries, rng: np.random.Generator, **sampling) -> OneShotData:
 
 
 # ----------------------------------------------------------------------------- training
-def _import_xgboost():
-    try:
-        import xgboost
-    except ImportError:  # pragma: no cover
-        raise ConfigurationError("tuner", "the oneshot tuner needs the xgboost module: "
-                                          "pip install 'vtatune[tune]'") from None
-    return xgboost
+class OneShotPredictor(BoostedRegressor):
+    """A frozen-at-tuning-time model of per-task normalised throughput (``BoostedRegressor``:
+    XGBoost, squared error, label-frequency balanced weights, single-threaded and seeded, so
+    a fit is reproducible) on ``FEATURE_NAMES`` rows."""
 
+    FORMAT = FORMAT
+    FIELD = "predictor"
+    INSTALL = "pip install 'vtatune[tune]'"
 
-class OneShotPredictor:
-    """A frozen-at-tuning-time model of per-task normalised throughput.
-
-    XGBoost, squared error (the original's MSE), ``rounds`` boosting rounds, label-frequency
-    balanced weights (``balanced_weights(y, bins)``).  Single-threaded by default and seeded,
-    so a fit is reproducible."""
-
-    def __init__(self, *, rounds: int = 300, max_depth: int = 6, eta: float = 0.1,
-                 subsample: float = 0.8, colsample: float = 0.8, bins: int = 100,
-                 balanced: bool = True, seed: int = 0, nthread: int = 1):
-        self.params = {"objective": "reg:squarederror", "max_depth": int(max_depth),
-                       "eta": float(eta), "subsample": float(subsample),
-                       "colsample_bytree": float(colsample), "min_child_weight": 1.0,
-                       "seed": int(seed), "nthread": int(nthread), "verbosity": 0,
-                       "tree_method": "hist"}
-        self.rounds, self.bins, self.balanced = int(rounds), int(bins), bool(balanced)
-        self.bst = None
-        self.info: dict[str, Any] = {}
+    def layout(self) -> dict:
+        return {"feature_names": list(FEATURE_NAMES)}
 
     def fit(self, data: OneShotData | np.ndarray, y=None, weights=None) -> OneShotPredictor:
         """Fit on ``OneShotData`` (or ``x, y``); ``weights`` default to the balanced ones."""
-        xgb = _import_xgboost()
         if isinstance(data, OneShotData):
             x, y, tasks = data.x, data.y, sorted({data.tasks[t]["name"] + "@" + data.tasks[t]["hw"]
                                                   for t in np.unique(data.task)})
@@ -288,67 +270,21 @@ class OneShotPredictor:
         if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES) or y.shape != (x.shape[0],):
             raise ConfigurationError("data", f"expected (m, {len(FEATURE_NAMES)}) rows and m "
                                              f"labels, got {x.shape} and {y.shape}")
-        if weights is None:
-            weights = balanced_weights(y, self.bins) if self.balanced else np.ones(y.size)
-        tic = time.perf_counter()
-        d = xgb.DMatrix(x, label=y, weight=np.asarray(weights, dtype=np.float64),
-                        feature_names=list(FEATURE_NAMES), nthread=self.params["nthread"])
-        self.bst = xgb.train(self.params, d, num_boost_round=self.rounds)
-        self.info = {"rows": int(y.size), "tasks": tasks, "rounds": self.rounds,
-                     "bins": self.bins, "balanced": self.balanced,
-                     "fit_seconds": time.perf_counter() - tic}
+        self._train(x, y, weights, feature_names=list(FEATURE_NAMES),
+                    info={"rows": int(y.size), "tasks": tasks, "rounds": self.rounds,
+                          "bins": self.bins, "balanced": self.balanced})
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.bst is None:
-            raise ConfigurationError("model", "predict before fit")
         x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
+        if self.bst is not None and (x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES)):
             raise ConfigurationError("x", f"expected (m, {len(FEATURE_NAMES)}) rows, got {x.shape}")
-        return self.bst.inplace_predict(x)
+        return self._predict(x)
 
     def predict_task(self, workload, hw, space, indices=None) -> np.ndarray:
         """Predicted normalised throughput of ``indices`` (default: the whole space)."""
         idx = np.arange(space.size) if indices is None else np.asarray(indices, dtype=np.int64)
         return self.predict(oneshot_features(workload, hw, space, idx))
-
-    def _raw(self) -> bytes:
-        if self.bst is None:
-            raise ConfigurationError("model", "the predictor is not trained")
-        return bytes(self.bst.save_raw("ubj"))
-
-    def fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of the model bytes: equal before and after a tuning run
-        when nothing updated the predictor."""
-        return hashlib.sha256(self._raw()).hexdigest()[:16]
-
-    def save(self, path) -> None:
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"format": FORMAT, "feature_names": list(FEATURE_NAMES), "params": self.params,
-               "rounds": self.rounds, "bins": self.bins, "balanced": self.balanced,
-               "info": self.info, "model_ubj": base64.b64encode(self._raw()).decode()}
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path) -> OneShotPredictor:
-        xgb = _import_xgboost()
-        path = pathlib.Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError("predictor", f"{path}: not a one-shot predictor ({exc})") from None
-        if doc.get("format") != FORMAT or doc.get("feature_names") != list(FEATURE_NAMES):
-            raise ConfigurationError("predictor", f"{path}: another format or feature layout; "
-                                                  "retrain it")
-        p = cls(rounds=doc["rounds"], bins=doc["bins"], balanced=doc["balanced"])
-        p.params = doc["params"]
-        p.bst = xgb.Booster(params={"nthread": p.params.get("nthread", 1)})
-        p.bst.load_model(bytearray(base64.b64decode(doc["model_ubj"])))
-        p.info = doc.get("info", {})
-        return p
 
 
 def _cache_dir() -> pathlib.Path:

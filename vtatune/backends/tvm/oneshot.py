@@ -26,7 +26,6 @@ MetaSchedule task (llvm here).
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigurationError
+from ...tuning.boosted import BoostedRegressor
 from ...tuning.ranking import balanced_weights, kendall_tau  # noqa: F401 - re-exported
 from .env import require_tvm, target_cores
 from .pruner import HostParams, analyze, draft_params, host_params
@@ -219,89 +219,34 @@ def build_data(records: Iterable[Any], target: Any, *, hp: HostParams | None = N
 
 
 # ----------------------------------------------------------------------------- predictor
-def _import_xgboost():
-    try:
-        import xgboost
-    except ImportError:  # pragma: no cover - an extra of vtatune[tvm]
-        raise ConfigurationError("strategy", "the oneshot strategy needs xgboost: "
-                                             "pip install 'vtatune[tvm]'") from None
-    return xgboost
+class OneShotMSPredictor(BoostedRegressor):
+    """Frozen-at-tuning-time model of per-task normalised throughput (``BoostedRegressor``:
+    XGBoost, squared error, balanced weights; single-threaded and seeded) on ``N_FEATURES``
+    rows; column subsample 0.5 (331 + 24 columns, many of them correlated)."""
 
+    FORMAT = FORMAT
+    FIELD = "oneshot_model"
+    INSTALL = "pip install 'vtatune[tvm]'"
 
-class OneShotMSPredictor:
-    """Frozen-at-tuning-time model of per-task normalised throughput: XGBoost, squared error,
-    balanced weights; single-threaded and seeded, so a fit is reproducible."""
+    def __init__(self, *, colsample: float = 0.5, **kw: Any):
+        super().__init__(colsample=colsample, **kw)
 
-    def __init__(self, *, rounds: int = 300, max_depth: int = 6, eta: float = 0.1,
-                 subsample: float = 0.8, colsample: float = 0.5, bins: int = 100,
-                 balanced: bool = True, seed: int = 0, nthread: int = 1):
-        self.params = {"objective": "reg:squarederror", "max_depth": int(max_depth),
-                       "eta": float(eta), "subsample": float(subsample),
-                       "colsample_bytree": float(colsample), "min_child_weight": 1.0,
-                       "seed": int(seed), "nthread": int(nthread), "verbosity": 0,
-                       "tree_method": "hist"}
-        self.rounds, self.bins, self.balanced = int(rounds), int(bins), bool(balanced)
-        self.bst = None
-        self.info: dict[str, Any] = {}
+    def layout(self) -> dict:
+        return {"n_features": N_FEATURES, "task_features": list(TASK_FEATURES)}
 
     def fit(self, data: OneShotMSData) -> OneShotMSPredictor:
-        xgb = _import_xgboost()
         if data.x.ndim != 2 or data.x.shape[1] != N_FEATURES or not len(data.y):
             raise ConfigurationError("data", f"expected (m, {N_FEATURES}) rows, got {data.x.shape}")
-        w = balanced_weights(data.y, self.bins) if self.balanced else np.ones(data.y.size)
-        tic = time.perf_counter()
-        d = xgb.DMatrix(data.x, label=data.y, weight=w, nthread=self.params["nthread"])
-        self.bst = xgb.train(self.params, d, num_boost_round=self.rounds)
-        self.info = {"rows": int(data.y.size),
-                     "tasks": sorted({data.tasks[t]["name"] for t in np.unique(data.task)}),
-                     "fit_seconds": time.perf_counter() - tic}
+        self._train(data.x, data.y, info={
+            "rows": int(data.y.size),
+            "tasks": sorted({data.tasks[t]["name"] for t in np.unique(data.task)})})
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.bst is None:
-            raise ConfigurationError("model", "predict before fit")
         x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != N_FEATURES:
+        if self.bst is not None and (x.ndim != 2 or x.shape[1] != N_FEATURES):
             raise ConfigurationError("x", f"expected (m, {N_FEATURES}) rows, got {x.shape}")
-        return self.bst.inplace_predict(x)
-
-    def _raw(self) -> bytes:
-        if self.bst is None:
-            raise ConfigurationError("model", "the predictor is not trained")
-        return bytes(self.bst.save_raw("ubj"))
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self._raw()).hexdigest()[:16]
-
-    def save(self, path: str | os.PathLike) -> None:
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"format": FORMAT, "n_features": N_FEATURES, "task_features": list(TASK_FEATURES),
-               "params": self.params, "rounds": self.rounds, "bins": self.bins,
-               "balanced": self.balanced, "info": self.info,
-               "model_ubj": base64.b64encode(self._raw()).decode()}
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> OneShotMSPredictor:
-        xgb = _import_xgboost()
-        path = pathlib.Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError("oneshot_model", f"{path}: not a one-shot predictor ({exc})") from None
-        if doc.get("format") != FORMAT or doc.get("n_features") != N_FEATURES \
-                or doc.get("task_features") != list(TASK_FEATURES):
-            raise ConfigurationError("oneshot_model", f"{path}: another format or feature layout "
-                                                      "(a VTA predictor?); retrain it")
-        p = cls(rounds=doc["rounds"], bins=doc["bins"], balanced=doc["balanced"])
-        p.params = doc["params"]
-        p.bst = xgb.Booster(params={"nthread": p.params.get("nthread", 1)})
-        p.bst.load_model(bytearray(base64.b64decode(doc["model_ubj"])))
-        p.info = doc.get("info", {})
-        return p
+        return self._predict(x)
 
 
 def _cache_dir() -> pathlib.Path:
